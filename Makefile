@@ -1,0 +1,50 @@
+# Two commands on a fresh machine:
+#   make run    set everything up, then run the main job
+#   make test   set everything up, then run the test suite
+# Both are idempotent: the second time they only check the stamps below.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch and torchvision are pinned here, not in pyproject.toml (which asks only for
+# torch>=2.4, torchvision>=0.19), so that a set-up is reproducible; override on the command
+# line, e.g. `make test TORCH_SPEC="torch==2.5.1 torchvision==0.20.1"`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+INSTALLED := $(VENV)/.installed
+DATA := $(VENV)/.data
+PYTEST_ARGS ?=
+
+.PHONY: run test test-all setup data lint bench clean
+
+run: setup
+	$(VENV)/bin/cnnlab calc tour
+
+test: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+
+setup: $(INSTALLED) $(DATA)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(DATA): scripts/setup-data.sh | $(INSTALLED)
+	scripts/setup-data.sh $(PY)
+	touch $@
+
+data:
+	rm -f $(DATA)
+	$(MAKE) $(DATA)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,264 @@
+"""The ``cnnlab`` command. It parses arguments and calls library functions; no logic lives here.
+
+Every command that prints results takes ``--json`` and then prints one JSON document on
+stdout and nothing else. A mistake in the input ends in one line on stderr naming the
+cause and the fix, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from cnnlab import __version__
+from cnnlab.errors import CnnlabError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (cause and where to look), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _hyper(text: str) -> int | tuple[int, ...]:
+    """'3' -> 3, '3x5' -> (3, 5): a per-axis integer argument."""
+    try:
+        values = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or per-axis integers like 3x5, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _padding(text: str) -> int | tuple[int, ...] | str:
+    if text.lower() in ("same", "valid"):
+        return text.lower()
+    try:
+        return _hyper(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected an integer, per-axis integers, 'same' or 'valid', got {text!r}") from None
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    from cnnlab.shapes import parse_shape
+
+    try:
+        return parse_shape(text)
+    except CnnlabError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------------------
+# calc
+# --------------------------------------------------------------------------------------
+
+
+def _print_layer(result: Any, explain: bool) -> None:
+    from cnnlab.console import fmt_int, fmt_shape, out
+
+    out.print(f"[bold]{result.description}[/bold]: {fmt_shape(result.input_shape)} -> "
+              f"[bold]{fmt_shape(result.output_shape)}[/bold]")
+    if result.weight_params or result.bias_params:
+        out.print(f"  params  {fmt_int(result.params)}  (weights {fmt_int(result.weight_params)}, "
+                  f"biases {fmt_int(result.bias_params)})")
+    else:
+        out.print("  params  0")
+    out.print(f"  MACs    {fmt_int(result.macs)}  per sample")
+    if result.rf_kernel is not None:
+        out.print(f"  RF step kernel {fmt_shape(result.rf_kernel)}, stride {fmt_shape(result.rf_stride)}, "
+                  f"padding {fmt_shape(result.rf_padding)}")
+    if explain:
+        out.print()
+        for line in result.lines:
+            out.print(f"  {line}", markup=False)
+    for note in result.notes:
+        out.print(f"  {note}", markup=False)
+
+
+def _cmd_calc_conv(args: argparse.Namespace) -> None:
+    from cnnlab import shapes
+
+    result = shapes.conv(args.input, args.out_channels, args.kernel, args.stride, args.padding, args.dilation,
+                         args.groups, not args.no_bias, args.padding_mode)
+    _emit_layer(result, args)
+
+
+def _cmd_calc_pool(args: argparse.Namespace) -> None:
+    from cnnlab import shapes
+
+    if args.global_:
+        result = shapes.global_pool(args.input, args.mode)
+    elif args.adaptive is not None:
+        result = shapes.adaptive_pool(args.input, args.adaptive, args.mode)
+    else:
+        if args.kernel is None:
+            raise CnnlabError("pooling needs --kernel (or --global, or --adaptive OUT)")
+        result = shapes.pool(args.input, args.kernel, args.stride, args.padding, args.dilation, args.ceil, args.mode)
+    _emit_layer(result, args)
+
+
+def _emit_layer(result: Any, args: argparse.Namespace) -> None:
+    from cnnlab.console import print_json
+    from cnnlab.shapes import CONVENTIONS
+
+    if args.json:
+        print_json({**result.to_dict(), "conventions": CONVENTIONS})
+    else:
+        _print_layer(result, args.explain)
+
+
+def _rf_text(row: Any) -> str:
+    rf = row.receptive_field
+    if rf is None:
+        return "-"
+    text = "x".join(map(str, rf.size))
+    return text + " (all)" if row.covers_input else text
+
+
+def print_stack(result: Any, explain: bool = False, title: str | None = None) -> None:
+    """The table of a stack: shape, parameters, MACs and receptive field per layer, with totals."""
+    from cnnlab.console import fmt_int, fmt_shape, out, table
+
+    rows = []
+    for i, row in enumerate(result.rows, 1):
+        layer = row.layer
+        jump = "-" if row.receptive_field is None else "x".join(map(str, row.receptive_field.stride))
+        rows.append([str(i), layer.description, fmt_shape(layer.output_shape), fmt_int(layer.params),
+                     fmt_int(layer.macs), _rf_text(row), jump])
+    rf = result.receptive_field
+    footer = ["", "total", fmt_shape(result.output_shape), fmt_int(result.params), fmt_int(result.macs),
+              "-" if rf is None else "x".join(map(str, rf.size)), ""]
+    out.print(table(
+        title or f"input {fmt_shape(result.input_shape)}",
+        [("#", "right"), ("layer", "left"), ("output", "left"), ("params", "right"), ("MACs", "right"),
+         ("RF", "right"), ("jump", "right")],
+        rows, footer,
+    ))
+    if explain:
+        for i, row in enumerate(result.rows, 1):
+            out.print(f"\n[bold]{i}. {row.spec}[/bold]")
+            for line in (*row.layer.lines, *row.layer.notes):
+                out.print(f"  {line}", markup=False)
+            if row.receptive_field is not None and row.layer.rf_kernel is not None:
+                rfv = row.receptive_field
+                out.print(f"  RF = {'x'.join(map(str, rfv.size))}, jump {'x'.join(map(str, rfv.stride))}, "
+                          f"effective padding {'x'.join(map(str, rfv.padding))}", markup=False)
+    else:
+        for i, row in enumerate(result.rows, 1):
+            for note in row.layer.notes:
+                out.print(f"  layer {i}: {note}", markup=False)
+
+
+def _cmd_calc_stack(args: argparse.Namespace) -> None:
+    from cnnlab import shapes
+    from cnnlab.console import print_json
+
+    result = shapes.stack(args.input, args.layers)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print_stack(result, args.explain)
+
+
+def _cmd_calc_tour(args: argparse.Namespace) -> None:
+    from cnnlab.console import print_json
+    from cnnlab.tour import calculator_tour, print_calculator_tour
+
+    if args.json:
+        print_json(calculator_tour())
+    else:
+        print_calculator_tour()
+
+
+# --------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------
+
+
+def _add_output_flags(p: argparse.ArgumentParser, explain: bool = True) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    if explain:
+        p.add_argument("--explain", action="store_true", help="print every formula with the numbers substituted")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cnnlab.shapes import PADDING_MODES, POOL_MODES, STACK_GRAMMAR
+
+    parser = _Parser(prog="cnnlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    calc = sub.add_parser("calc", help="exact layer arithmetic: output size, parameters, MACs, receptive field",
+                          description="Exact layer arithmetic that explains itself. Shapes are CxHxW "
+                                      "(CxL for 1d, CxDxHxW for 3d), without the batch.")
+    calc_sub = calc.add_subparsers(dest="calc_command", metavar="WHAT", parser_class=_Parser)
+    calc_sub.required = True
+
+    c = calc_sub.add_parser("conv", help="one convolution layer (1d, 2d or 3d from the input shape)")
+    c.add_argument("--input", type=_shape, required=True, help="input shape, e.g. 3x227x227")
+    c.add_argument("--out-channels", type=int, required=True, help="number of kernels (output channels)")
+    c.add_argument("--kernel", type=_hyper, required=True, help="kernel size, e.g. 11 or 3x5")
+    c.add_argument("--stride", type=_hyper, default=1, help="stride (default 1)")
+    c.add_argument("--padding", type=_padding, default=0, help="padding: integer(s), same or valid (default 0)")
+    c.add_argument("--dilation", type=_hyper, default=1, help="dilation (default 1)")
+    c.add_argument("--groups", type=int, default=1, help="groups (default 1)")
+    c.add_argument("--no-bias", action="store_true", help="no bias terms")
+    c.add_argument("--padding-mode", choices=PADDING_MODES, default="zeros", help="what the padding holds")
+    _add_output_flags(c)
+    c.set_defaults(func=_cmd_calc_conv)
+
+    p = calc_sub.add_parser("pool", help="one pooling layer (max, avg or min; global or adaptive)")
+    p.add_argument("--input", type=_shape, required=True, help="input shape, e.g. 96x55x55")
+    p.add_argument("--kernel", type=_hyper, help="window size, e.g. 3")
+    p.add_argument("--stride", type=_hyper, default=None, help="stride (default: the kernel size)")
+    p.add_argument("--padding", type=_hyper, default=0, help="padding (default 0, at most kernel//2)")
+    p.add_argument("--dilation", type=_hyper, default=1, help="dilation (max and min pooling only)")
+    p.add_argument("--mode", choices=POOL_MODES, default="max", help="max, avg or min (default max)")
+    p.add_argument("--ceil", action="store_true", help="round the output size up (ceil_mode)")
+    p.add_argument("--global", dest="global_", action="store_true", help="global pooling over the whole map")
+    p.add_argument("--adaptive", type=_hyper, default=None, metavar="OUT", help="adaptive pooling to size OUT")
+    _add_output_flags(p)
+    p.set_defaults(func=_cmd_calc_pool)
+
+    s = calc_sub.add_parser("stack", help="a chain of layers: a table with totals",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Apply layers in order and show every output shape, parameter count, "
+                                        "MACs and the cumulative receptive field.\n\n" + STACK_GRAMMAR,
+                            epilog='example: cnnlab calc stack --input 1x28x28 "conv 32 k5" "pool k2" '
+                                   '"conv 64 k5 p2" "pool k2" flatten "fc 128" "fc 10"')
+    s.add_argument("--input", type=_shape, required=True, help="input shape, e.g. 1x28x28")
+    s.add_argument("layers", nargs="+", metavar="LAYER", help="layers in the grammar below")
+    _add_output_flags(s)
+    s.set_defaults(func=_cmd_calc_stack)
+
+    t = calc_sub.add_parser("tour", help="the classic hand calculations, worked by the calculator")
+    _add_output_flags(t, explain=False)
+    t.set_defaults(func=_cmd_calc_tour)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], Any] = args.func
+    try:
+        func(args)
+    except CnnlabError as exc:
+        sys.stderr.write(f"cnnlab: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("cnnlab: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
