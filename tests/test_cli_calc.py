@@ -8,20 +8,9 @@ import sys
 
 import pytest
 
-from cnnlab.cli import main
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors and --help
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_conv_json_is_one_document(capsys) -> None:
-    code, out, err = run(capsys, "calc", "conv", "--input", "3x227x227", "--out-channels", "96", "--kernel", "11",
+def test_conv_json_is_one_document(cli) -> None:
+    code, out, err = cli("calc", "conv", "--input", "3x227x227", "--out-channels", "96", "--kernel", "11",
                          "--stride", "4", "--json")
     assert code == 0 and err == ""
     doc = json.loads(out)
@@ -32,16 +21,16 @@ def test_conv_json_is_one_document(capsys) -> None:
     assert "conventions" in doc
 
 
-def test_conv_explain_prints_formulas(capsys) -> None:
-    code, out, _ = run(capsys, "calc", "conv", "--input", "3x227x227", "--out-channels", "96", "--kernel", "11",
+def test_conv_explain_prints_formulas(cli) -> None:
+    code, out, _ = cli("calc", "conv", "--input", "3x227x227", "--out-channels", "96", "--kernel", "11",
                        "--stride", "4", "--explain")
     assert code == 0
     assert "96x55x55" in out
     assert "params = 34,848 + 96 = 34,944" in out
 
 
-def test_conv_options_reach_the_calculation(capsys) -> None:
-    code, out, _ = run(capsys, "calc", "conv", "--input", "64x56x56", "--out-channels", "128", "--kernel", "3",
+def test_conv_options_reach_the_calculation(cli) -> None:
+    code, out, _ = cli("calc", "conv", "--input", "64x56x56", "--out-channels", "128", "--kernel", "3",
                        "--padding", "same", "--dilation", "2", "--groups", "4", "--no-bias",
                        "--padding-mode", "reflect", "--json")
     doc = json.loads(out)
@@ -51,42 +40,42 @@ def test_conv_options_reach_the_calculation(capsys) -> None:
     assert doc["rf_step"]["kernel"] == [5, 5]
 
 
-def test_conv_1d_and_3d_from_the_input_shape(capsys) -> None:
-    _, out, _ = run(capsys, "calc", "conv", "--input", "16x100", "--out-channels", "8", "--kernel", "5", "--json")
+def test_conv_1d_and_3d_from_the_input_shape(cli) -> None:
+    _, out, _ = cli("calc", "conv", "--input", "16x100", "--out-channels", "8", "--kernel", "5", "--json")
     assert json.loads(out)["output_shape"] == [8, 96]
-    _, out, _ = run(capsys, "calc", "conv", "--input", "3x16x112x112", "--out-channels", "64", "--kernel", "3x7x7",
+    _, out, _ = cli("calc", "conv", "--input", "3x16x112x112", "--out-channels", "64", "--kernel", "3x7x7",
                     "--stride", "1x2x2", "--padding", "1x3x3", "--json")
     assert json.loads(out)["output_shape"] == [64, 16, 56, 56]
 
 
-def test_pool_modes(capsys) -> None:
-    _, out, _ = run(capsys, "calc", "pool", "--input", "96x55x55", "--kernel", "3", "--stride", "2", "--json")
+def test_pool_modes(cli) -> None:
+    _, out, _ = cli("calc", "pool", "--input", "96x55x55", "--kernel", "3", "--stride", "2", "--json")
     assert json.loads(out)["output_shape"] == [96, 27, 27]
-    _, out, _ = run(capsys, "calc", "pool", "--input", "1x5x5", "--kernel", "2", "--mode", "min", "--ceil", "--json")
+    _, out, _ = cli("calc", "pool", "--input", "1x5x5", "--kernel", "2", "--mode", "min", "--ceil", "--json")
     doc = json.loads(out)
     assert doc["output_shape"] == [1, 3, 3] and doc["op"] == "minpool2d"
-    _, out, _ = run(capsys, "calc", "pool", "--input", "512x7x7", "--global", "--json")
+    _, out, _ = cli("calc", "pool", "--input", "512x7x7", "--global", "--json")
     assert json.loads(out)["output_shape"] == [512, 1, 1]
-    _, out, _ = run(capsys, "calc", "pool", "--input", "256x13x13", "--adaptive", "6", "--json")
+    _, out, _ = cli("calc", "pool", "--input", "256x13x13", "--adaptive", "6", "--json")
     assert json.loads(out)["output_shape"] == [256, 6, 6]
 
 
-def test_stack_table_and_json(capsys) -> None:
+def test_stack_table_and_json(cli) -> None:
     layers = ["conv 32 k5", "pool k2", "conv 64 k5 p2", "pool k2", "flatten", "fc 128", "fc 10"]
-    code, out, _ = run(capsys, "calc", "stack", "--input", "1x28x28", *layers)
+    code, out, _ = cli("calc", "stack", "--input", "1x28x28", *layers)
     assert code == 0
     assert "2304" in out and "348,426" in out
-    code, out, _ = run(capsys, "calc", "stack", "--input", "1x28x28", *layers, "--json")
+    code, out, _ = cli("calc", "stack", "--input", "1x28x28", *layers, "--json")
     doc = json.loads(out)
     assert [layer["output_shape"] for layer in doc["layers"]][-3:] == [[2304], [128], [10]]
     assert doc["totals"]["params"] == 348_426
     assert doc["totals"]["receptive_field"]["size"] == [36, 36]
 
 
-def test_tour_runs_and_has_json(capsys) -> None:
-    code, out, _ = run(capsys, "calc", "tour")
+def test_tour_runs_and_has_json(cli) -> None:
+    code, out, _ = cli("calc", "tour")
     assert code == 0 and "34,944" in out and "40,960" in out
-    code, out, _ = run(capsys, "calc", "tour", "--json")
+    code, out, _ = cli("calc", "tour", "--json")
     assert len(json.loads(out)["stops"]) >= 8
 
 
@@ -106,8 +95,8 @@ def test_tour_runs_and_has_json(capsys) -> None:
         (["calc", "nothing"], "invalid choice"),
     ],
 )
-def test_bad_input_is_one_line_exit_two(capsys, argv: list[str], fragment: str) -> None:
-    code, out, err = run(capsys, *argv)
+def test_bad_input_is_one_line_exit_two(cli, argv: list[str], fragment: str) -> None:
+    code, out, err = cli(*argv)
     assert code == 2
     assert out == ""
     assert fragment in err

@@ -176,6 +176,140 @@ def _cmd_calc_tour(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# models, export
+# --------------------------------------------------------------------------------------
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from cnnlab.console import fmt_int, fmt_macs, fmt_shape, out, print_json, table
+    from cnnlab.models import list_models
+    from cnnlab.models.catalog import catalog
+
+    families = _families()
+    if args.family is not None and args.family not in families:
+        raise CnnlabError(f"unknown family {args.family!r}: choose one of {', '.join(families)}")
+    rows = catalog(args.family)
+    if args.json:
+        print_json({"models": rows, "count": len(rows), "params_convention": "trainable + non-trainable, "
+                    "buffers excluded, at the model's default num_classes", "macs_convention": "multiply-"
+                    "accumulates of convolutions and linear layers, bias excluded, one sample at default_input"})
+        return
+    import re
+
+    def short(paper: str) -> str:  # "He et al. 2016, Deep Residual ..." -> "He et al. 2016"
+        match = re.match(r"^(.*?\b(?:19|20)\d\d)\b", paper)
+        return match.group(1) if match else paper
+
+    out.print(table(
+        f"{len(rows)} models ({len(list_models())} registered); MACs per sample at the default input",
+        [("name", "left"), ("family", "left"), ("params", "right"), ("MACs", "right"), ("default input", "left"),
+         ("min input", "left"), ("torchvision", "left"), ("paper", "left")],
+        [[r["name"], r["family"], fmt_int(r["params"]), fmt_macs(r["macs"]), fmt_shape(r["default_input"]),
+          fmt_shape(r["min_input"]), r["torchvision"] or "-", short(r["paper"])] for r in rows],
+    ))
+
+
+def _families() -> list[str]:
+    from cnnlab.models import list_models, model_info
+
+    return sorted({model_info(n).family for n in list_models()})
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-classes", type=int, default=None, help="classes of the output layer")
+    p.add_argument("--in-channels", type=int, default=None, help="channels of the input (1 for grayscale)")
+    p.add_argument("--weights", default=None, metavar="PATH", help="state_dict file to load (.pt/.pth/.safetensors)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an architecture option, e.g. --set small_input=true --set shortcut=B")
+
+
+def _resolve(args: argparse.Namespace):
+    from cnnlab.models.source import parse_options, resolve_model
+
+    return resolve_model(args.model, args.num_classes, args.in_channels, args.weights, parse_options(args.set))
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from cnnlab.console import err, fmt_int, out, print_json
+    from cnnlab.export import SUFFIX, export_model
+    from cnnlab.models.inputs import check_input
+
+    resolved = _resolve(args)
+    size = args.input or resolved.default_input
+    check_input(resolved.model, size, resolved.name, known_side=resolved.default_input[-1])
+    target = Path(args.out) if args.out else Path(f"{resolved.name}{SUFFIX[args.format]}")
+    if not args.json:
+        err.print(f"exporting {resolved.name} as {args.format} at input {'x'.join(map(str, size))} ...")
+    result = export_model(resolved.model, args.format, target, size, rebuild=resolved.rebuild,
+                          metadata={"cnnlab_model": resolved.name, "input": "x".join(map(str, size))})
+    if args.json:
+        print_json({**result.to_dict(), "model": resolved.name})
+    else:
+        out.print(f"wrote {result.path} ({fmt_int(result.bytes)} bytes); reloaded and checked: largest "
+                  f"difference {result.max_abs_diff:.2g} at output scale {result.output_scale:.2g}")
+
+
+# --------------------------------------------------------------------------------------
+# inspect, compare
+# --------------------------------------------------------------------------------------
+
+
+def _cmd_inspect(args: argparse.Namespace) -> None:
+    from cnnlab.analysis import analyze, fold
+    from cnnlab.analysis.render import print_report, report_markdown
+    from cnnlab.console import print_json
+    from cnnlab.models.source import parse_options
+
+    kwargs = parse_options(args.set)
+    for key in ("num_classes", "in_channels"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    report = analyze(args.model, args.input, batch=args.batch, optimizer=args.optimizer, measure=args.measure, **kwargs)
+    layers = fold(report, args.depth) if args.depth else report.layers
+    if args.json:
+        doc = report.to_dict(explain=args.explain)
+        if args.depth:
+            doc["layers"] = [r.to_dict(args.explain) for r in layers]
+        print_json(doc)
+    elif args.csv:
+        sys.stdout.write(report.to_csv() if not args.depth else _csv_of(report, layers))
+    elif args.markdown:
+        sys.stdout.write(report_markdown(report, layers))
+    else:
+        print_report(report, layers, args.explain)
+
+
+def _csv_of(report: Any, layers: Any) -> str:
+    from dataclasses import replace
+
+    return replace(report, layers=list(layers)).to_csv()
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from cnnlab.analysis import analyze
+    from cnnlab.analysis.render import compare_rows, human_bytes, markdown_table
+    from cnnlab.console import fmt_int, fmt_macs, out, print_json, table
+
+    reports = [analyze(name, args.input, batch=args.batch) for name in args.models]
+    rows = compare_rows(reports)
+    if args.json:
+        print_json({"input": list(args.input) if args.input else None, "batch": args.batch, "models": rows})
+        return
+    headers = ["model", "params", "MACs", "weighted depth", "receptive field", "activations"]
+    cells = [[r["model"], fmt_int(r["params"]), fmt_macs(r["macs"]) + ("" if r["complete"] else " (incomplete)"),
+              str(r["weighted_depth"]), "x".join(map(str, r["receptive_field"] or [])) or "?",
+              human_bytes(r["activation_bytes"])] for r in rows]
+    if args.markdown:
+        sys.stdout.write(markdown_table(headers, cells) + "\n")
+    else:
+        size = "x".join(map(str, args.input)) if args.input else "each model's default input"
+        out.print(table(f"at {size}, batch {args.batch}", [(h, "left" if i == 0 else "right")
+                                                             for i, h in enumerate(headers)], cells))
+
+
+# --------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------
 
@@ -240,6 +374,51 @@ def build_parser() -> argparse.ArgumentParser:
     t = calc_sub.add_parser("tour", help="the classic hand calculations, worked by the calculator")
     _add_output_flags(t, explain=False)
     t.set_defaults(func=_cmd_calc_tour)
+
+    m = sub.add_parser("models", help="every registered model with family, size, inputs and paper")
+    m.add_argument("--family", default=None, help="only this family (e.g. resnet)")
+    _add_output_flags(m, explain=False)
+    m.set_defaults(func=_cmd_models)
+
+    from cnnlab.export import FORMATS
+
+    e = sub.add_parser("export", help="write a model as ONNX, TorchScript or safetensors and check the file")
+    e.add_argument("model", metavar="MODEL_OR_CHECKPOINT", help="a registered model name or a cnnlab checkpoint")
+    e.add_argument("--format", choices=FORMATS, required=True, help="onnx, torchscript or safetensors")
+    e.add_argument("--input", type=_shape, default=None, help="example input CxHxW (default: the model's)")
+    e.add_argument("--out", default=None, metavar="PATH", help="file to write (default: MODEL.onnx/.pt/.safetensors)")
+    _add_model_flags(e)
+    _add_output_flags(e, explain=False)
+    e.set_defaults(func=_cmd_export)
+
+    i = sub.add_parser("inspect", help="shapes, parameters, MACs/FLOPs, memory and receptive field of every layer",
+                       description="Analyse a model on the meta device: no real compute, any input size. MODEL is a "
+                                   "registered name or path/to/file.py:factory (or package.module:name).")
+    i.add_argument("model", metavar="MODEL")
+    i.add_argument("--input", type=_shape, default=None, help="input CxHxW (default: the model's)")
+    i.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    i.add_argument("--depth", type=int, default=None, help="fold nodes into modules this many levels deep")
+    i.add_argument("--optimizer", default="sgd", choices=["sgd", "sgd-nomomentum", "adam", "adamw", "none"],
+                   help="optimizer state in the training-memory estimate (default sgd with momentum)")
+    i.add_argument("--measure", action="store_true", help="also run one real training step and measure its peak")
+    i.add_argument("--num-classes", type=int, default=None, help="classes of the output layer")
+    i.add_argument("--in-channels", type=int, default=None, help="channels of the input")
+    i.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an architecture option")
+    fmt = i.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    fmt.add_argument("--csv", action="store_true", help="one CSV row per node")
+    fmt.add_argument("--markdown", action="store_true", help="a Markdown table")
+    i.add_argument("--explain", action="store_true", help="the formula lines of every node")
+    i.set_defaults(func=_cmd_inspect)
+
+    cmp_ = sub.add_parser("compare", help="models side by side: parameters, MACs, depth, receptive field, memory")
+    cmp_.add_argument("models", nargs="+", metavar="MODEL")
+    cmp_.add_argument("--input", type=_shape, default=None, help="input CxHxW for all (default: each model's)")
+    cmp_.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    cfmt = cmp_.add_mutually_exclusive_group()
+    cfmt.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    cfmt.add_argument("--markdown", action="store_true", help="a Markdown table")
+    cmp_.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -1,0 +1,259 @@
+"""The graph analyzer: shapes, parameters, MACs/FLOPs, memory and receptive fields for any model.
+
+    report = cnnlab.analyze("resnet50", input_size=(3, 224, 224))
+    report.macs, report.params, report.receptive_field
+
+The model is traced with torch.fx and run on meta tensors, so analysing any input size costs no
+real compute and no activation memory (see :mod:`cnnlab.analysis.trace`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.analysis.receptive import FieldState, propagate
+from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Report
+from cnnlab.analysis.rules import SAME, OpInfo, rule_for
+from cnnlab.analysis.trace import VIEW_OPS, Node, trace_model
+from cnnlab.errors import CnnlabError
+from cnnlab.shapes import ReceptiveField
+
+__all__ = ["CONVENTIONS", "LayerRecord", "Report", "analyze", "fold"]
+
+_OPTIMIZER_STATES = {"sgd": 1, "sgd-nomomentum": 0, "adam": 2, "adamw": 2, "none": 0}
+
+
+def _is_view(node: Node, op: str) -> bool:
+    if node.kind in ("input", "output", "attribute"):
+        return True
+    if node.kind == "method" and str(node.target) in VIEW_OPS:
+        return True
+    # Concatenation and padding are not views: they write a new tensor and count.
+    return op in ("flatten", "Flatten", "getitem", "getattr", "reshape", "squeeze", "unsqueeze", "Identity")
+
+
+def _op_label(node: Node) -> str:
+    if node.kind == "method":
+        return str(node.target)
+    return getattr(node.target, "__name__", str(node.target))
+
+
+def _module_params(module: nn.Module) -> tuple[int, int]:
+    total = trainable = 0
+    for p in module.parameters():
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return total, trainable
+
+
+def _default_input(model_or_name: nn.Module | str, model_kwargs: dict[str, Any]) -> tuple[int, ...]:
+    if isinstance(model_or_name, str):
+        from cnnlab.models.registry import list_models, model_info
+
+        if model_or_name in list_models():
+            c, h, w = model_info(model_or_name).default_input
+            return (model_kwargs.get("in_channels", c), h, w)
+    return (model_kwargs.get("in_channels", 3), 224, 224)
+
+
+def _resolve(model_or_name: nn.Module | str, model_kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+    if isinstance(model_or_name, nn.Module):
+        if model_kwargs:
+            raise CnnlabError("model options apply to a model name, not to a model object")
+        return model_or_name, type(model_or_name).__name__
+    from cnnlab.models.source import build_on_meta
+
+    return build_on_meta(model_or_name, model_kwargs), model_or_name
+
+
+def analyze(
+    model_or_name: nn.Module | str,
+    input_size: Sequence[int] | None = None,
+    batch: int = 1,
+    optimizer: str = "sgd",
+    measure: bool = False,
+    **model_kwargs: Any,
+) -> Report:
+    """Analyse a model (an ``nn.Module``, a registry name, or ``file.py:name``) at one input size.
+
+    ``input_size`` is (C, H, W); it defaults to a registered model's own default input (3x32x32
+    for the CIFAR networks), else 3x224x224.
+
+    ``optimizer`` sets the optimizer state in the training-memory estimate (``sgd`` with
+    momentum: one buffer per parameter; ``adam``/``adamw``: two). ``measure`` also runs one real
+    training step and records its peak memory (CUDA: the allocator's peak; CPU: the profiler's).
+    """
+    if batch < 1:
+        raise CnnlabError(f"batch must be at least 1, got {batch}")
+    if optimizer not in _OPTIMIZER_STATES:
+        raise CnnlabError(f"optimizer must be one of {', '.join(_OPTIMIZER_STATES)}, got {optimizer!r}")
+    if input_size is None:
+        input_size = _default_input(model_or_name, model_kwargs)
+    size = tuple(int(s) for s in input_size)
+    if len(size) < 2 or min(size) < 1:
+        raise CnnlabError(f"input must be CxHxW with positive sizes, e.g. 3x224x224, got {size}")
+    model, label = _resolve(model_or_name, model_kwargs)
+    try:
+        trace = trace_model(model, size, batch)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        from cnnlab.models.inputs import check_input
+
+        if len(size) == 3:
+            known = None
+            if isinstance(model_or_name, str):
+                from cnnlab.models.registry import list_models, model_info
+
+                if model_or_name in list_models():
+                    known = model_info(model_or_name).default_input[-1]
+            check_input(model, size, label, known_side=known)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CnnlabError(f"{label} cannot run on input {'x'.join(map(str, size))}: {first}") from None
+    return _build_report(model, label, size, batch, trace, optimizer, measure)
+
+
+def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: int, trace: Any, optimizer: str,
+                  measure: bool) -> Report:
+    nd = len(size) - 1
+    spatial_rank = 2 + nd
+    fields: dict[str, FieldState] = {}
+    depth: dict[str, int] = {}
+    seen_modules: set[int] = set()
+    records: list[LayerRecord] = []
+    unsupported: list[str] = []
+    misaligned: list[str] = []
+    depends: dict[str, bool] = {}  # does the node's value depend on the model's input?
+    for node in trace.nodes:
+        depends[node.name] = node.kind == "input" or any(depends.get(i, False) for i in node.inputs)
+        if depends[node.name] or node.kind in ("module", "output"):
+            info = rule_for(node)
+        else:
+            # Arithmetic on parameters alone (building a masked kernel, say) runs once per forward
+            # whatever the batch: it is no per-sample cost and sees no pixels.
+            info = OpInfo(_op_label(node), 0, 0, SAME, True,
+                          ("works on parameters only, independent of the input: no per-sample cost",))
+        out_shape = node.output_shape
+        out_spatial = out_shape is not None and len(out_shape) == spatial_rank
+        if node.kind == "input":
+            state = FieldState(ReceptiveField.of_input(nd), True)
+        else:
+            ins = [fields[i] for i in node.inputs if i in fields and depends.get(i, False)]
+            first_in = node.input_shapes[0] if node.input_shapes else None
+            spatial_in = tuple(first_in[2:]) if first_in is not None and len(first_in) == spatial_rank else None
+            state = propagate(info.rf, ins, spatial_in, out_spatial)
+        fields[node.name] = state
+        params = trainable = 0
+        shared = False
+        if node.kind == "module":
+            if id(node.target) in seen_modules:
+                shared = True
+            seen_modules.add(id(node.target))
+            params, trainable = _module_params(node.target)
+        weighted = info.macs > 0
+        depth[node.name] = max((depth.get(i, 0) for i in node.inputs), default=0) + (1 if weighted else 0)
+        if not info.supported:
+            unsupported.append(f"{node.name} ({info.op})")
+        if state.misaligned:
+            misaligned.append(f"{node.name}: {state.misaligned}")
+        act = 0
+        if depends[node.name] and not _is_view(node, info.op) and node.dtype is not None:
+            act = sum(math.prod(s) for s in node.output_shapes) * torch.empty((), dtype=node.dtype).element_size()
+        f = state.field
+        covers = f is not None and all(r >= n for r, n in zip(f.size, size[1:], strict=True))
+        if node.kind in ("attribute",):
+            continue
+        records.append(LayerRecord(
+            name=node.name, op=info.op, kind=node.kind, scope=node.scope, inputs=list(node.inputs),
+            input_shapes=[list(s) for s in node.input_shapes], output_shape=list(out_shape) if out_shape else None,
+            params=params, trainable_params=trainable, macs=info.macs, flops=info.flops, activation_bytes=act,
+            rf_size=list(f.size) if f else None, rf_stride=list(f.stride) if f else None,
+            rf_padding=list(f.padding) if f else None, rf_covers_input=covers, misaligned=state.misaligned,
+            supported=info.supported, weighted=weighted, shared=shared, explain=list(info.lines),
+        ))
+    total_params = trainable_params = param_bytes = trainable_bytes = 0
+    for p in model.parameters():
+        total_params += p.numel()
+        param_bytes += p.numel() * p.element_size()
+        if p.requires_grad:
+            trainable_params += p.numel()
+            trainable_bytes += p.numel() * p.element_size()
+    activation_bytes = sum(r.activation_bytes for r in records)
+    memory = MemoryEstimate(
+        parameters=param_bytes, gradients=trainable_bytes,
+        optimizer_state=_OPTIMIZER_STATES[optimizer] * trainable_bytes,
+        activations=activation_bytes, optimizer=optimizer,
+    )
+    if measure:
+        from cnnlab.analysis.memory import measure_training_peak
+
+        memory.measured_peak, memory.measured_on = measure_training_peak(model, size, batch, optimizer)
+    out = records[-1] if records else None
+    # The network's receptive field is that of its last feature map (the units the classifier
+    # pools or flattens); after global pooling every unit trivially sees the whole input.
+    rf = None
+    final = None
+    for r in reversed(records):
+        state = fields.get(r.name)
+        if r.rf_size is not None and state is not None and state.spatial:
+            final = r
+            break
+    if final is not None:
+        rf = {"size": final.rf_size, "stride": final.rf_stride, "padding": final.rf_padding}
+    return Report(
+        model=label, input_size=list(size), batch=batch, method=trace.method, limitation=trace.limitation,
+        layers=records, params=total_params, trainable_params=trainable_params,
+        macs=sum(r.macs for r in records), flops=sum(r.flops for r in records), activation_bytes=activation_bytes,
+        weighted_depth=depth.get(out.name, 0) if out else 0, memory=memory, unsupported=unsupported,
+        misaligned=misaligned, receptive_field=rf,
+    )
+
+
+def fold(report: Report, depth: int) -> list[LayerRecord]:
+    """Fold nodes into their parent modules ``depth`` levels deep, summing costs.
+
+    A group keeps the output shape and receptive field of its last node; parameters of shared
+    modules are counted once per group.
+    """
+    if depth < 1:
+        raise CnnlabError(f"depth must be 1 or more, got {depth}")
+    groups: dict[str, list[LayerRecord]] = {}
+    order: list[str] = []
+    for r in report.layers:
+        if r.kind in ("input", "output") or not r.scope:
+            key = r.name
+        else:
+            key = ".".join(r.scope.split(".")[:depth])
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(r)
+    folded = []
+    for key in order:
+        members = groups[key]
+        if len(members) == 1:
+            folded.append(members[0])
+            continue
+        last = members[-1]
+        counted: set[str] = set()
+        params = trainable = 0
+        for m in members:
+            base = m.name.split(":")[0]
+            if m.kind == "module" and base not in counted and not m.shared:
+                params += m.params
+                trainable += m.trainable_params
+                counted.add(base)
+        folded.append(LayerRecord(
+            name=key, op=f"{len(members)} ops", kind="group", scope=key, inputs=members[0].inputs,
+            input_shapes=members[0].input_shapes, output_shape=last.output_shape, params=params,
+            trainable_params=trainable, macs=sum(m.macs for m in members), flops=sum(m.flops for m in members),
+            activation_bytes=sum(m.activation_bytes for m in members), rf_size=last.rf_size,
+            rf_stride=last.rf_stride, rf_padding=last.rf_padding, rf_covers_input=last.rf_covers_input,
+            misaligned="; ".join(m.misaligned for m in members if m.misaligned) or None,
+            supported=all(m.supported for m in members), weighted=any(m.weighted for m in members),
+        ))
+    return folded

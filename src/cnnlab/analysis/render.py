@@ -1,0 +1,135 @@
+"""Tables of analyzer reports: for the terminal, as Markdown and as CSV."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cnnlab.analysis.records import LayerRecord, Report
+
+__all__ = ["compare_rows", "human_bytes", "markdown_table", "print_report", "report_rows"]
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _g(n: int) -> str:
+    return f"{n / 1e9:.3f} G" if n >= 1e8 else f"{n / 1e6:.3f} M"
+
+
+def _rf(r: LayerRecord) -> str:
+    if r.rf_size is None:
+        return "?" if not r.supported or r.kind not in ("input", "output") else "-"
+    text = "x".join(map(str, r.rf_size))
+    return text + " (all)" if r.rf_covers_input else text
+
+
+COLUMNS = [("name", "left"), ("op", "left"), ("output", "left"), ("params", "right"), ("MACs", "right"),
+           ("FLOPs", "right"), ("act", "right"), ("RF", "right"), ("jump", "right"), ("", "left")]
+
+
+def report_rows(layers: Sequence[LayerRecord]) -> list[list[str]]:
+    rows = []
+    for r in layers:
+        if r.kind in ("input", "output"):
+            continue
+        flags = []
+        if not r.supported:
+            flags.append("unsupported")
+        if r.misaligned:
+            flags.append("misaligned")
+        if r.shared:
+            flags.append("shared")
+        rows.append([
+            r.name, r.op, "x".join(map(str, r.output_shape)) if r.output_shape else "-",
+            f"{r.params:,}" if r.params else "", f"{r.macs:,}" if r.macs else "", f"{r.flops:,}" if r.flops else "",
+            human_bytes(r.activation_bytes) if r.activation_bytes else "", _rf(r),
+            "x".join(map(str, r.rf_stride)) if r.rf_stride else "", ", ".join(flags),
+        ])
+    return rows
+
+
+def _summary_lines(report: Report) -> list[str]:
+    m = report.memory
+    lines = [
+        f"params: {report.params:,} ({report.trainable_params:,} trainable, {report.non_trainable_params:,} not)",
+        f"MACs: {report.macs:,} ({_g(report.macs)})   FLOPs: {report.flops:,} ({_g(report.flops)})"
+        + ("" if report.complete else "   INCOMPLETE: some operations have no rule"),
+        f"activations: {human_bytes(report.activation_bytes)}   weighted depth: {report.weighted_depth}",
+    ]
+    if report.receptive_field:
+        rf = report.receptive_field
+        lines.append(f"receptive field: {'x'.join(map(str, rf['size']))}, jump {'x'.join(map(str, rf['stride']))}, "
+                     f"effective padding {'x'.join(map(str, rf['padding']))}")
+    measured = human_bytes(m.measured_peak) + f" ({m.measured_on})" if m.measured_peak is not None else (
+        m.measured_on or "not measured (add --measure)")
+    lines.append(
+        f"training memory estimate ({m.optimizer}): {human_bytes(m.total)} = weights {human_bytes(m.parameters)} + "
+        f"gradients {human_bytes(m.gradients)} + optimizer {human_bytes(m.optimizer_state)} + activations "
+        f"{human_bytes(m.activations)}; measured: {measured}"
+    )
+    for u in report.unsupported:
+        lines.append(f"unsupported: {u} (not counted; totals are incomplete)")
+    for mis in report.misaligned:
+        lines.append(f"misaligned branches at {mis}")
+    if report.limitation:
+        lines.append(f"limited analysis: {report.limitation}")
+    return lines
+
+
+def print_report(report: Report, layers: Sequence[LayerRecord], explain: bool = False) -> None:
+    from cnnlab.console import out, table
+
+    title = (f"{report.model} at {report.batch}x{'x'.join(map(str, report.input_size))} "
+             f"({report.method} trace)")
+    out.print(table(title, COLUMNS, report_rows(layers)))
+    if explain:
+        for r in layers:
+            if r.explain and r.kind not in ("input", "output"):
+                out.print(f"\n[bold]{r.name}[/bold] ({r.op})")
+                for line in r.explain:
+                    out.print(f"  {line}", markup=False)
+    out.print()
+    for line in _summary_lines(report):
+        out.print(line, markup=False)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(cell: str) -> str:
+        return str(cell).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report_markdown(report: Report, layers: Sequence[LayerRecord]) -> str:
+    head = [c for c, _ in COLUMNS[:-1]] + ["flags"]
+    body = markdown_table(head, report_rows(layers))
+    return f"### {report.model} at {report.batch}x{'x'.join(map(str, report.input_size))}\n\n{body}\n\n" + "\n".join(
+        f"- {line}" for line in _summary_lines(report)) + "\n"
+
+
+def compare_rows(reports: Sequence[Report]) -> list[dict[str, Any]]:
+    rows = []
+    for r in reports:
+        rf = r.receptive_field
+        rows.append({
+            "model": r.model,
+            "params": r.params,
+            "macs": r.macs,
+            "flops": r.flops,
+            "weighted_depth": r.weighted_depth,
+            "receptive_field": rf["size"] if rf else None,
+            "activation_bytes": r.activation_bytes,
+            "complete": r.complete,
+        })
+    return rows

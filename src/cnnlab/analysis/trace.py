@@ -1,0 +1,375 @@
+"""Turn a model into a list of graph nodes with shapes, on the meta device.
+
+The model is traced with ``torch.fx.symbolic_trace`` (functional operations such as
+``F.relu``, ``torch.cat``, ``+``, ``x.mean`` and ``flatten`` become nodes of their own), then
+interpreted on meta tensors: every parameter is replaced by a meta tensor of the same shape
+through ``torch.func.functional_call``, so no real arithmetic is done and no activation
+memory is allocated, whatever the input size. The user's model is never modified or copied.
+
+A model that cannot be traced (data-dependent Python control flow) falls back to module
+hooks on a meta forward pass: leaf modules are still seen, functional operations between
+them are not, and the report says so.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+from torch import nn
+from torch.func import functional_call
+
+__all__ = ["SHAPE_PRESERVING", "Node", "Trace", "trace_model"]
+
+# Modules whose output has exactly their input's shape and dtype.
+SHAPE_PRESERVING: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
+    nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Dropout, nn.Dropout2d, nn.Dropout3d,
+    nn.AlphaDropout, nn.Identity,
+)
+
+
+@dataclass
+class Node:
+    """One operation of the traced graph."""
+
+    name: str  # qualified name: module path for modules, fx node name for functions
+    kind: str  # "module", "function", "method", "input", "output", "attribute"
+    target: Any  # the module, function or method name
+    inputs: list[str]  # names of the nodes whose tensors feed this one
+    input_shapes: list[tuple[int, ...]]
+    output_shapes: list[tuple[int, ...]]
+    dtype: torch.dtype | None
+    scope: str  # module path the node runs inside ("" at top level)
+    args: tuple[Any, ...] = ()  # non-tensor arguments, as given (dims, sizes, flags)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def output_shape(self) -> tuple[int, ...] | None:
+        return self.output_shapes[0] if self.output_shapes else None
+
+
+@dataclass
+class Trace:
+    nodes: list[Node]
+    method: str  # "fx" or "hooks"
+    limitation: str | None = None
+
+
+def _shapes(value: Any) -> list[tuple[int, ...]]:
+    if isinstance(value, torch.Tensor):
+        return [tuple(value.shape)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _shapes(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _shapes(v)]
+    return []
+
+
+def _first_dtype(value: Any) -> torch.dtype | None:
+    if isinstance(value, torch.Tensor):
+        return value.dtype
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            d = _first_dtype(v)
+            if d is not None:
+                return d
+    return None
+
+
+def _to_meta(t: torch.Tensor) -> torch.Tensor:
+    return t if t.device.type == "meta" else torch.empty_like(t, device="meta")
+
+
+def _plain(value: Any) -> Any:
+    """Non-tensor argument values (node references become their names)."""
+    if isinstance(value, torch.fx.Node):
+        return value.name
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+_BINARY = {operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, torch.add,
+           torch.sub, torch.mul}
+
+
+def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """NumPy/PyTorch broadcasting of shapes (None where they do not broadcast)."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for axis in range(rank):
+        sizes = {s[len(s) - rank + axis] for s in shapes if len(s) - rank + axis >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _fast_shape(target: Any, args: Any, kwargs: Any) -> torch.Tensor | None:
+    """The meta result of a few ubiquitous functions, computed from shapes alone.
+
+    Running them on meta tensors goes through torch's Python reference kernels, whose first
+    use imports the compiler stack (seconds); the shape rules here are the documented ones
+    (broadcasting, concatenation, flatten). Anything unusual returns None and runs for real.
+    """
+    if kwargs:
+        return None
+    if target in _BINARY and len(args) == 2:
+        a, b = args
+        tensors = [t for t in (a, b) if isinstance(t, torch.Tensor)]
+        if not tensors or any(not isinstance(t, (torch.Tensor, int, float)) for t in (a, b)):
+            return None
+        shape = _broadcast([tuple(t.shape) for t in tensors])
+        if shape is None:
+            return None
+        dtype = torch.result_type(a, b) if all(isinstance(t, torch.Tensor) for t in (a, b)) else tensors[0].dtype
+        return torch.empty(shape, dtype=dtype, device="meta")
+    if target is torch.cat and len(args) in (1, 2) and isinstance(args[0], (list, tuple)):
+        parts = args[0]
+        dim = args[1] if len(args) == 2 else 0
+        if not parts or not all(isinstance(t, torch.Tensor) for t in parts):
+            return None
+        rank = parts[0].dim()
+        d = dim % rank
+        if any(t.dim() != rank or t.dtype != parts[0].dtype or
+               any(t.shape[i] != parts[0].shape[i] for i in range(rank) if i != d) for t in parts):
+            return None
+        shape = list(parts[0].shape)
+        shape[d] = sum(t.shape[d] for t in parts)
+        return torch.empty(shape, dtype=parts[0].dtype, device="meta")
+    if target is torch.nn.functional.relu and len(args) == 1 and isinstance(args[0], torch.Tensor):
+        return _empty(args[0].shape, args[0])
+    if target is torch.flatten and len(args) in (1, 2, 3) and isinstance(args[0], torch.Tensor):
+        x = args[0]
+        start = (args[1] if len(args) > 1 else 0) % max(x.dim(), 1)
+        end = (args[2] if len(args) > 2 else -1) % max(x.dim(), 1)
+        shape = [*x.shape[:start], math.prod(x.shape[start:end + 1]), *x.shape[end + 1:]]
+        return torch.empty(shape, dtype=x.dtype, device="meta")
+    return None
+
+
+def _empty(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(tuple(shape), dtype=like.dtype, device="meta")
+
+
+def _module_shape(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The meta output of the common layers, from :mod:`cnnlab.shapes` (which the tests check
+    against torch on thousands of configurations) instead of torch's meta kernels.
+
+    Several of those kernels are Python decompositions whose first use imports torch's compiler
+    stack (over a second per process) and which are slow besides. A shape the arithmetic
+    rejects raises ``CnnlabError`` (a ``ValueError``), as torch would raise its own error.
+    """
+    from cnnlab import shapes
+
+    if isinstance(module, SHAPE_PRESERVING):
+        return _empty(x.shape, x)
+    nd = x.dim() - 2
+    if isinstance(module, nn.modules.conv._ConvNd) and not isinstance(module, nn.modules.conv._ConvTransposeNd):
+        if nd != len(module.kernel_size) or x.shape[1] != module.in_channels:
+            return None  # unbatched input or a channel mismatch: torch's own error says it best
+        padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
+        r = shapes.conv(tuple(x.shape[1:]), module.out_channels, tuple(module.kernel_size), tuple(module.stride),
+                        padding, tuple(module.dilation), module.groups, module.bias is not None, module.padding_mode)
+        return _empty((x.shape[0], *r.output_shape), x)
+    if isinstance(module, nn.Linear):
+        if x.dim() < 1 or x.shape[-1] != module.in_features:
+            return None
+        return _empty((*x.shape[:-1], module.out_features), x)
+    if isinstance(module, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)):
+        kernel = module.kernel_size
+        if nd < 1 or (isinstance(kernel, tuple) and len(kernel) != nd) or getattr(module, "return_indices", False):
+            return None
+        mode = "max" if isinstance(module, nn.modules.pooling._MaxPoolNd) else "avg"
+        stride = module.stride if module.stride not in (None, (), []) else None
+        dilation = getattr(module, "dilation", 1)
+        r = shapes.pool(tuple(x.shape[1:]), kernel, stride, module.padding, dilation, bool(module.ceil_mode), mode)
+        return _empty((x.shape[0], *r.output_shape), x)
+    if isinstance(module, (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
+        if isinstance(module, nn.modules.pooling._AdaptiveMaxPoolNd) and module.return_indices:
+            return None
+        size = module.output_size
+        sizes = (size,) * nd if not isinstance(size, (tuple, list)) else tuple(size)
+        if len(sizes) != nd:
+            return None
+        out = [x.shape[2 + i] if s is None else s for i, s in enumerate(sizes)]
+        return _empty((*x.shape[:2], *out), x)
+    if isinstance(module, nn.Flatten):
+        return _fast_shape(torch.flatten, (x, module.start_dim, module.end_dim), {})
+    return None
+
+
+class _MetaInterpreter(torch.fx.Interpreter):
+    def __init__(self, gm: torch.fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.records: list[Node] = []
+        self.values: dict[str, Any] = {}
+        self.unique: dict[str, str] = {}  # fx node name -> record name
+        self.calls: dict[str, int] = {}  # how often a qualified name was used
+
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        module = self.fetch_attr(target)
+        if args and isinstance(args[0], torch.Tensor) and not kwargs and len(args) == 1:
+            fast = _module_shape(module, args[0])
+            if fast is not None:
+                return fast
+        state = {k: _to_meta(v) for k, v in module.named_parameters()}
+        state.update({k: _to_meta(v) for k, v in module.named_buffers()})
+        return functional_call(module, state, args, kwargs, strict=False)
+
+    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
+        fast = _fast_shape(target, args, kwargs)
+        return fast if fast is not None else super().call_function(target, args, kwargs)
+
+    def get_attr(self, target: Any, args: Any, kwargs: Any) -> Any:
+        value = super().get_attr(target, args, kwargs)
+        return _to_meta(value) if isinstance(value, torch.Tensor) else value
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        result = super().run_node(n)
+        self.values[n.name] = result
+        tensor_inputs = [a for a in n.all_input_nodes if isinstance(self.values.get(a.name), torch.Tensor)
+                         or _shapes(self.values.get(a.name))]
+        stack = n.meta.get("nn_module_stack") or {}
+        scope = list(stack.values())[-1][0] if stack else ""
+        if n.op == "call_module":
+            name, kind, target = str(n.target), "module", self.fetch_attr(n.target)
+            scope = name
+            # A module called more than once (a shared ReLU, say) gets one record per call.
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if self.calls[name] > 1:
+                name = f"{name}:{self.calls[name]}"
+        elif n.op == "call_function":
+            name, kind, target = n.name, "function", n.target
+        elif n.op == "call_method":
+            name, kind, target = n.name, "method", n.target
+        elif n.op == "placeholder":
+            name, kind, target = n.name, "input", n.target
+        elif n.op == "output":
+            name, kind, target = n.name, "output", None
+        else:
+            name, kind, target = str(n.target), "attribute", n.target
+        self.unique[n.name] = name
+        self.records.append(Node(
+            name=name,
+            kind=kind,
+            target=target,
+            inputs=[self.unique[a.name] for a in tensor_inputs],
+            input_shapes=[s for a in tensor_inputs for s in _shapes(self.values[a.name])[:1]],
+            output_shapes=_shapes(result),
+            dtype=_first_dtype(result),
+            scope=scope,
+            args=tuple(_plain(a) for a in n.args),
+            kwargs={k: _plain(v) for k, v in n.kwargs.items()},
+        ))
+        return result
+
+
+def _fx_trace(model: nn.Module, example: torch.Tensor) -> Trace:
+    was_training = model.training
+    model.eval()  # trace the inference graph (auxiliary heads and dropout branches are training-only)
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    finally:
+        model.train(was_training)
+    interp = _MetaInterpreter(gm)
+    with torch.no_grad():
+        interp.run(example)
+    return Trace(interp.records, "fx")
+
+
+def _hook_trace(model: nn.Module, example: torch.Tensor, reason: str) -> Trace:
+    """Leaf modules in call order, with shapes, from hooks on a forward pass.
+
+    The pass runs on meta tensors when it can; a model whose Python code needs real values
+    (``if x.sum() > 0``) gets one real forward pass of a single random sample on the CPU, with
+    random weights if the model itself lives on the meta device.
+    """
+    batch = example.shape[0]
+    try:
+        records, out = _hooked_forward(model, example, meta=True)
+        how = "a meta forward pass"
+    except (RuntimeError, NotImplementedError):
+        real = model
+        if any(p.device.type == "meta" for p in model.parameters()):
+            import copy
+
+            real = copy.deepcopy(model).to_empty(device="cpu")
+            with torch.no_grad():
+                for p in real.parameters():
+                    p.normal_(0.0, 0.02)
+        records, out = _hooked_forward(real, torch.randn(1, *example.shape[1:]), meta=False)
+        for rec in records:  # shapes of one sample, scaled back to the requested batch
+            rec.input_shapes = [(batch, *s[1:]) for s in rec.input_shapes]
+            rec.output_shapes = [(batch, *s[1:]) for s in rec.output_shapes]
+        how = "one real forward pass of a random sample on the CPU"
+    out_shapes = [(batch, *s[1:]) for s in _shapes(out)[:1]]
+    head = Node("x", "input", "x", [], [], [tuple(example.shape)], example.dtype, "")
+    last = records[-1].name if records else "x"
+    tail = Node("output", "output", None, [last], out_shapes, out_shapes, _first_dtype(out), "")
+    return Trace([head, *records, tail], "hooks",
+                 f"torch.fx could not trace the model ({reason}); module hooks on {how} see only leaf modules: "
+                 "functional operations between them (adds, concatenations) are missing, so FLOPs of those "
+                 "and receptive fields across branches are not analysed")
+
+
+def _hooked_forward(model: nn.Module, example: torch.Tensor, meta: bool) -> tuple[list[Node], Any]:
+    records: list[Node] = []
+    handles = []
+    previous = ["x"]
+
+    def hook(name: str):
+        def fn(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            records.append(Node(
+                name=name, kind="module", target=module, inputs=[previous[0]],
+                input_shapes=_shapes(args)[:1], output_shapes=_shapes(output), dtype=_first_dtype(output),
+                scope=name,
+            ))
+            previous[0] = name
+
+        return fn
+
+    for name, module in model.named_modules():
+        if name and not any(True for _ in module.children()):
+            handles.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if meta:
+                state = {k: _to_meta(v) for k, v in model.named_parameters()}
+                state.update({k: _to_meta(v) for k, v in model.named_buffers()})
+                out = functional_call(model, state, (example,), strict=False)
+            else:
+                out = model(example)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return records, out
+
+
+def trace_model(model: nn.Module, input_size: Sequence[int], batch: int = 1,
+                dtype: torch.dtype = torch.float32) -> Trace:
+    """Trace ``model`` on a meta input of shape (batch, *input_size)."""
+    example = torch.empty(batch, *input_size, device="meta", dtype=dtype)
+    try:
+        return _fx_trace(model, example)
+    except (torch.fx.proxy.TraceError, TypeError, NotImplementedError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _hook_trace(model, example, reason[:160])
+
+
+# Operations that only re-label memory: no arithmetic, no new activation.
+VIEW_OPS = {
+    "view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "permute", "transpose", "contiguous",
+    "size", "dim", "type_as", "to", "float", "chunk", "split", "expand", "t",
+}
+GETITEM = operator.getitem

@@ -1,0 +1,175 @@
+"""Which inputs a model accepts, found on the meta device (no real compute, no real memory).
+
+:func:`check_input` runs a model on a meta tensor and, when the input does not fit, names the
+layer where it stops fitting and the smallest square input that works, in one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+__all__ = ["check_input", "fits", "smallest_input"]
+
+# Largest side tried when searching for the smallest input.
+_MAX_SIDE = 4096
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+def _meta_model(model: nn.Module) -> nn.Module:
+    """The same architecture on the meta device; the caller's model is left untouched."""
+    if all(p.device.type == "meta" for p in model.parameters()) and all(
+        b.device.type == "meta" for b in model.buffers()
+    ):
+        return model
+    import copy
+
+    clone = copy.deepcopy(model)
+    return clone.to_empty(device="meta")
+
+
+def _run(model: nn.Module, shape: Sequence[int]) -> tuple[BaseException | None, str | None, tuple[int, ...] | None]:
+    """Forward a meta tensor; on failure return the error, the failing leaf module and its input shape."""
+    stack: list[tuple[str, tuple[int, ...] | None]] = []
+    handles = []
+
+    def pre(name: str):
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            stack.append((name, tuple(first.shape[1:]) if first is not None else None))
+
+        return hook
+
+    def post(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        stack.pop()
+
+    for name, module in model.named_modules():
+        if name:
+            handles.append(module.register_forward_pre_hook(pre(name)))
+            handles.append(module.register_forward_hook(post))
+    was_training = model.training
+    model.eval()  # inference: batch norm on a 1x1 map of one sample is legal there, not in training
+    try:
+        with torch.no_grad():
+            model(torch.empty(1, *shape, device="meta"))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        name, in_shape = stack[-1] if stack else ("(model's forward)", None)
+        return exc, name, in_shape
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return None, None, None
+
+
+def fits(model: nn.Module, input_size: Sequence[int]) -> bool:
+    """Whether ``model`` runs on one sample shaped ``input_size`` (C, H, W)."""
+    return _run(_meta_model(model), input_size)[0] is None
+
+
+def _smallest_side(model: nn.Module, channels: int, known: int | None = None) -> int | None:
+    """The smallest square side the model accepts, or None if none up to the search limit does.
+
+    Bisects between 0 and a side known to fit (``known``, else the first power of two that fits):
+    a convolutional network that fits side n fits every larger side, and a model with a fixed
+    flatten fits only its own size, which the bisection then returns.
+    """
+    meta = _meta_model(model)
+
+    def ok(side: int) -> bool:
+        was_training = meta.training
+        meta.eval()  # the inference graph: batch norm accepts a 1x1 map of one sample there
+        try:
+            with torch.no_grad():
+                meta(torch.empty(1, channels, side, side, device="meta"))
+        except (RuntimeError, ValueError, IndexError):
+            return False
+        finally:
+            meta.train(was_training)
+        return True
+
+    high = known if known is not None and ok(known) else None
+    if high is None:
+        side = 1
+        while side <= _MAX_SIDE and not ok(side):
+            side *= 2
+        if side > _MAX_SIDE:
+            return None
+        high = side
+    low = 0  # low never fits, high always does
+    while high - low > 1:
+        mid = (low + high) // 2
+        if ok(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+@functools.cache
+def smallest_input(name: str) -> int:
+    """Smallest square side (H = W) that registered model ``name`` accepts at its defaults."""
+    from cnnlab.models.registry import create_model, model_info
+
+    info = model_info(name)
+    with torch.device("meta"):
+        model = create_model(name)
+    side = _smallest_side(model.eval(), info.default_input[0], info.default_input[-1])
+    if side is None:
+        raise CnnlabError(f"model {name!r} accepts no square input up to {_MAX_SIDE}")
+    return side
+
+
+def _first_conv_channels(model: nn.Module) -> int | None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return module.in_channels
+    return None
+
+
+def check_input(model: nn.Module, input_size: Sequence[int], model_name: str | None = None,
+                known_side: int | None = None) -> None:
+    """Raise a one-line :class:`CnnlabError` when ``model`` cannot take one ``input_size`` sample.
+
+    The message names the layer where the input stops fitting and the smallest square input
+    that works (or the channel count the model expects). ``known_side`` is a square side known
+    to fit (a registered model's default), which lets the search find fixed-size models too.
+    """
+    size = tuple(int(s) for s in input_size)
+    label = model_name or type(model).__name__
+    if len(size) != 3 or min(size) < 1:
+        raise CnnlabError(f"input must be CxHxW with positive sizes, e.g. 3x224x224, got {_shape_str(size)}")
+    expected = _first_conv_channels(model)
+    if expected is not None and expected != size[0]:
+        raise CnnlabError(
+            f"{label} takes {expected} input channel{'s' if expected != 1 else ''} but the input has {size[0]}: "
+            f"use an input of {expected}x{size[1]}x{size[2]}, or build the model with in_channels={size[0]}"
+        )
+    meta = _meta_model(model)
+    exc, layer, layer_input = _run(meta, size)
+    if exc is None:
+        return
+    side = _smallest_side(meta, size[0], known_side)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = re.sub(r"\s+", " ", first)
+    where = f"layer '{layer}'"
+    if layer_input is not None:
+        where += f" (its input would be {_shape_str(layer_input)})"
+    small = side is not None and min(size[1:]) < side
+    if small:
+        raise CnnlabError(
+            f"input {_shape_str(size)} is too small for {label}: the spatial size runs out at {where}; "
+            f"the smallest input that works is {size[0]}x{side}x{side}"
+        )
+    hint = f"; {label} works at {size[0]}x{side}x{side}" if side is not None else ""
+    raise CnnlabError(f"input {_shape_str(size)} does not fit {label} at {where}: {first}{hint}")

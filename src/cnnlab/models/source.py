@@ -1,0 +1,175 @@
+"""Where a model comes from: a registry name or a cnnlab checkpoint file."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+__all__ = ["ResolvedModel", "build_on_meta", "build_user_model", "load_user_object", "parse_options", "resolve_model"]
+
+
+@dataclass
+class ResolvedModel:
+    model: nn.Module
+    name: str
+    kwargs: dict[str, Any]
+    default_input: tuple[int, int, int]
+    rebuild: Callable[[], nn.Module] = field(repr=False)
+    source: str = "registry"
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """['shortcut=A', 'zero_init_residual=true'] -> {'shortcut': 'A', 'zero_init_residual': True}."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CnnlabError(f"cannot read option {pair!r}: write KEY=VALUE, e.g. shortcut=B")
+        options[key.strip().replace("-", "_")] = _value(value.strip())
+    return options
+
+
+def resolve_model(spec: str, num_classes: int | None = None, in_channels: int | None = None,
+                  weights: str | Path | None = None, options: dict[str, Any] | None = None) -> ResolvedModel:
+    """Build the model ``spec`` names: a registered model, or a cnnlab checkpoint file."""
+    from cnnlab.models.registry import create_model, list_models, model_info, unknown_model
+
+    options = dict(options or {})
+    if spec in list_models():
+        info = model_info(spec)
+        kwargs = {**options}
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
+        if in_channels is not None:
+            kwargs["in_channels"] = in_channels
+        model = create_model(spec, weights=weights, **kwargs)
+        c = in_channels or info.default_input[0]
+        return ResolvedModel(model, spec, kwargs, (c, *info.default_input[1:]),
+                             lambda: create_model(spec, **kwargs))
+    if Path(spec).is_file():
+        from cnnlab.train.checkpoint import model_from_checkpoint
+
+        if num_classes is not None or in_channels is not None or weights is not None or options:
+            raise CnnlabError("a checkpoint already fixes the architecture and weights: drop --num-classes, "
+                              "--in-channels, --weights and --set")
+        model, ckpt = model_from_checkpoint(spec)
+        name = ckpt["model"]["name"]
+        kwargs = dict(ckpt["model"].get("kwargs", {}))
+        info = model_info(name)
+        c = kwargs.get("in_channels", info.default_input[0])
+        size = ckpt.get("input_size") or (c, *info.default_input[1:])
+        return ResolvedModel(model, name, kwargs, tuple(size), lambda: create_model(name, **kwargs), "checkpoint")
+    if "/" in spec or spec.endswith((".pt", ".pth", ".ckpt")):
+        raise CnnlabError(f"checkpoint {spec} does not exist: check the path")
+    raise unknown_model(spec)
+
+
+def load_user_object(spec: str) -> Any:
+    """The object ``path/to/file.py:name`` or ``package.module:name`` names."""
+    import importlib
+    import importlib.util
+    import sys
+
+    where, sep, attr = spec.rpartition(":")
+    if not sep or not where or not attr:
+        raise CnnlabError(f"cannot read {spec!r}: write path/to/file.py:name or package.module:name")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise CnnlabError(f"file {path} does not exist: check the path in {spec!r}")
+        mod_name = f"_cnnlab_user_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(mod_name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise CnnlabError(f"cannot import {path}: it is not a Python file")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[mod_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise CnnlabError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise CnnlabError(f"cannot import module {where!r} ({exc}): check the name, or give a file path") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        public = sorted(k for k in vars(module) if not k.startswith("_"))
+        raise CnnlabError(f"{where} has no {attr!r}; it defines: {', '.join(public[:12])}") from None
+
+
+def build_user_model(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """Call (or take) the model a ``file.py:name`` spec points to."""
+    obj = load_user_object(spec)
+    if isinstance(obj, nn.Module):
+        if kwargs:
+            raise CnnlabError(f"{spec} is a model instance: it takes no options")
+        return obj
+    if not callable(obj):
+        raise CnnlabError(f"{spec} is neither a model class, a function returning a model, nor a model")
+    try:
+        model = obj(**(kwargs or {}))
+    except TypeError as exc:
+        raise CnnlabError(f"calling {spec} failed: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise CnnlabError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+@contextlib.contextmanager
+def _skip_init() -> Iterator[None]:
+    """Turn torch.nn.init's in-place initialisers into no-ops for a while.
+
+    On the meta device there are no values to initialise, yet each initialiser still runs
+    through torch's Python reference kernels, whose first use imports the compiler stack
+    (about two seconds); skipping them makes building a meta model nearly free.
+    """
+    import torch.nn.init as init
+
+    saved = {name: fn for name, fn in vars(init).items() if name.endswith("_") and not name.startswith("_")
+             and callable(fn)}
+    try:
+        for name in saved:
+            setattr(init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)
+
+
+def build_on_meta(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """Build a registered or user model on the meta device: shapes only, no memory, no init cost."""
+    import torch
+
+    from cnnlab.models.registry import create_model, list_models, unknown_model
+
+    with torch.device("meta"), _skip_init():
+        if spec in list_models():
+            return create_model(spec, **(kwargs or {}))
+        if ":" in spec:
+            return build_user_model(spec, kwargs)
+    raise unknown_model(spec)

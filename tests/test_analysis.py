@@ -1,0 +1,321 @@
+"""The graph analyzer, judged by real forward passes, torch's FLOP counter, torchvision's metadata
+and receptive fields derived by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.fx
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlab import analyze
+from cnnlab.analysis import fold
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model, list_models, model_info
+
+# --------------------------------------------------------------------------------------
+# User-style models
+# --------------------------------------------------------------------------------------
+
+
+class Branchy(nn.Module):
+    """Functional ops, an add and a concatenation of branches with different fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 1)
+        self.b = nn.Conv2d(8, 8, 5, padding=2)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.stem(x))
+        y = x + self.a(x)  # a residual add
+        z = torch.cat([y, self.b(x)], dim=1)  # branches of field 3 and 7, same centre
+        z = F.max_pool2d(z, 2)
+        return self.head(z.mean((2, 3)))
+
+
+class Misaligned(nn.Module):
+    """An even kernel with 'same' padding sees half a pixel to the right of a 1x1 branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 1)
+        self.b = nn.Conv2d(1, 1, 2, padding="same")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) + self.b(x)
+
+
+class Unsupported(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(self.conv(x), dim=3)
+
+
+class DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # Python control flow on a value: torch.fx cannot trace it
+            return self.conv(x)
+        return self.conv(-x)
+
+
+# --------------------------------------------------------------------------------------
+# Shapes against a real forward pass
+# --------------------------------------------------------------------------------------
+
+SHAPE_CASES = [
+    ("lenet5", None), ("lenet5_paper", None), ("alexnet", (3, 64, 64)), ("alexnet_paper", (3, 227, 227)),
+    ("vgg11_bn", (3, 32, 32)), ("nin", (3, 64, 64)), ("googlenet", (3, 64, 64)), ("googlenet_paper", (3, 64, 64)),
+    ("resnet18", (3, 32, 32)), ("resnet50", (3, 32, 32)), ("preact_resnet18", (3, 32, 32)), ("resnet20", (3, 32, 32)),
+    ("densenet121", (3, 32, 32)), ("densenet40_cifar", (3, 32, 32)),
+]
+
+
+def _real_shapes(model: nn.Module, size: tuple[int, ...], batch: int = 2) -> list[tuple[int, ...] | None]:
+    model.eval()
+    gm = torch.fx.symbolic_trace(model)
+    with torch.no_grad():
+        ShapeProp(gm).propagate(torch.randn(batch, *size))
+    shapes = []
+    for n in gm.graph.nodes:
+        if n.op in ("get_attr",):
+            continue
+        meta = n.meta.get("tensor_meta")
+        shapes.append(tuple(meta.shape) if hasattr(meta, "shape") else None)
+    return shapes
+
+
+@pytest.mark.parametrize(("name", "size"), SHAPE_CASES)
+def test_node_shapes_equal_a_real_forward_pass(name: str, size: tuple[int, ...] | None) -> None:
+    size = size or model_info(name).default_input
+    torch.manual_seed(0)
+    model = create_model(name)
+    report = analyze(model, size, batch=2)
+    ours = [tuple(r.output_shape) if r.output_shape else None for r in report.layers]
+    real = _real_shapes(model, size)
+    assert len(ours) == len(real)
+    for mine, theirs in zip(ours, real, strict=True):
+        if theirs is not None:
+            assert mine == theirs
+
+
+def test_user_style_model_with_functional_ops_and_branches() -> None:
+    model = Branchy()
+    report = analyze(model, (3, 16, 16))
+    ops = [r.op for r in report.layers]
+    for op in ("relu", "add", "cat", "max_pool2d", "mean", "Linear"):
+        assert any(op in o for o in ops), ops
+    real = _real_shapes(model, (3, 16, 16), batch=1)
+    assert [tuple(r.output_shape) if r.output_shape else None for r in report.layers] == real
+    assert report.complete and not report.misaligned
+
+
+# --------------------------------------------------------------------------------------
+# Parameters and FLOPs
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_total_parameters_equal_the_models_own(name: str) -> None:
+    with torch.device("meta"):
+        model = create_model(name)
+    report = analyze(model, model_info(name).default_input)
+    assert report.params == sum(p.numel() for p in model.parameters())
+    assert report.complete, report.unsupported
+
+
+FLOP_CASES = ["lenet5", "alexnet_paper", "vgg11", "nin", "googlenet", "googlenet_paper", "resnet18", "preact_resnet18",
+              "resnet20", "densenet121", "densenet_bc100_cifar"]
+
+
+@pytest.mark.parametrize("name", FLOP_CASES)
+def test_conv_and_linear_flops_equal_torch_flop_counter(name: str) -> None:
+    model = create_model(name).eval()
+    c, h, _ = model_info(name).default_input
+    side = max(min(h, 64), 32) if name != "alexnet_paper" else 227
+    if name.startswith("lenet"):
+        side = h
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.randn(2, c, side, side))
+    report = analyze(model, (c, side, side), batch=2)
+    assert 2 * report.macs == counter.get_total_flops()
+
+
+TORCHVISION_NAMES = [n for n in list_models() if model_info(n).torchvision]
+
+
+@pytest.mark.parametrize("name", TORCHVISION_NAMES)
+def test_macs_equal_torchvision_published_gflops(name: str) -> None:
+    weights = torchvision.models.get_model_weights(model_info(name).torchvision)
+    published = next(iter(weights)).meta["_ops"]  # GFLOPS at 224x224, torchvision's convention = MACs
+    report = analyze(name, (3, 224, 224))
+    assert round(report.macs / 1e9, 3) == pytest.approx(published, abs=5e-4)
+
+
+# --------------------------------------------------------------------------------------
+# Receptive fields
+# --------------------------------------------------------------------------------------
+
+
+def _rf(model: nn.Module, size=(1, 64, 64)) -> list[int]:
+    return analyze(model, size).receptive_field["size"]
+
+
+def test_receptive_field_of_hand_derivable_chains() -> None:
+    assert _rf(nn.Conv2d(1, 1, 5)) == [5, 5]
+    three = nn.Sequential(*[nn.Conv2d(1, 1, 3) for _ in range(3)])
+    assert _rf(three) == [7, 7]  # 1 + 3*(3-1)
+    dilated = nn.Sequential(nn.Conv2d(1, 1, 3, dilation=2), nn.Conv2d(1, 1, 3, dilation=4))
+    assert _rf(dilated) == [1 + 2 * 2 + 4 * 2] * 2  # 13
+    strided = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Conv2d(1, 1, 3))
+    assert _rf(strided) == [3 + 2 * 2] * 2  # the second 3x3 steps 2 input pixels at a time
+    pooled = nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3))
+    report = analyze(pooled, (1, 64, 64))
+    assert report.receptive_field == {"size": [8, 8], "stride": [2, 2], "padding": [0, 0]}  # 3 -> 4 -> 4+2*2
+
+
+def test_receptive_field_at_a_residual_add_and_unequal_concatenation() -> None:
+    report = analyze(Branchy(), (3, 32, 32))
+    by_name = {r.name: r for r in report.layers}
+    add = next(r for r in report.layers if r.op == "add")
+    cat = next(r for r in report.layers if r.op == "cat")
+    assert by_name["stem"].rf_size == [3, 3]
+    assert add.rf_size == [3, 3]  # 1x1 branch and identity: the largest is 3
+    assert cat.rf_size == [7, 7]  # 3 + (5-1): the 5x5 branch wins
+    assert cat.misaligned is None  # both branches centred on the same pixel
+    pool = next(r for r in report.layers if r.op == "max_pool2d")
+    assert pool.rf_size == [8, 8] and pool.rf_stride == [2, 2]
+
+
+def test_misaligned_branches_are_reported() -> None:
+    report = analyze(Misaligned(), (1, 16, 16))
+    # centre of unit 0: (1-1)/2 - 0 = 0 for the 1x1, (2-1)/2 - 0 = 0.5 for the 2x2 padded (0, 1)
+    assert report.misaligned == ["add: centres (0, 0) vs (0.5, 0.5)"]
+
+
+def test_published_receptive_fields() -> None:
+    # Araujo, Norris & Sim (Distill 2019), Table 1: VGG-16 212 (at pool5), AlexNet 195,
+    # ResNet-50 v1 483 and ResNet-101 v1 1027 (stride on the first 1x1 of each bottleneck).
+    assert analyze("vgg16").receptive_field["size"] == [212, 212]
+    assert analyze("alexnet").receptive_field["size"] == [195, 195]
+    assert analyze("resnet50", version="v1").receptive_field["size"] == [483, 483]
+    assert analyze("resnet101", version="v1").receptive_field["size"] == [1027, 1027]
+    # torchvision's v1.5 moves the stride onto the 3x3: each of the three downsampling blocks then
+    # adds 2 input pixels per step less, 2*(4 + 8 + 16) = 56 fewer in all.
+    assert analyze("resnet50").receptive_field["size"] == [483 - 56] * 2
+
+
+def test_layers_whose_field_covers_the_input_are_flagged() -> None:
+    report = analyze("vgg16", (3, 224, 224))
+    covering = [r.name for r in report.layers if r.rf_covers_input]
+    first = next(r for r in report.layers if r.rf_covers_input)
+    assert first.rf_size[0] >= 224 and covering
+
+
+# --------------------------------------------------------------------------------------
+# Unsupported operations, fallback, folding, memory
+# --------------------------------------------------------------------------------------
+
+
+def test_an_operation_without_a_rule_makes_totals_incomplete() -> None:
+    report = analyze(Unsupported(), (1, 8, 8))
+    assert not report.complete
+    assert any("cumsum" in u for u in report.unsupported)
+    doc = report.to_dict()
+    assert doc["complete"] is False and doc["unsupported"]
+
+
+def test_untraceable_model_falls_back_to_hooks_and_says_so() -> None:
+    report = analyze(DataDependent(), (1, 8, 8))
+    assert report.method == "hooks"
+    assert "torch.fx could not trace" in report.limitation
+    assert report.macs == 4 * 6 * 6 * 9
+
+
+def test_folding_keeps_the_totals() -> None:
+    report = analyze("resnet18", (3, 64, 64))
+    for depth in (1, 2, 3):
+        folded = fold(report, depth)
+        assert sum(r.macs for r in folded) == report.macs
+        assert sum(r.flops for r in folded) == report.flops
+    top = {r.name for r in fold(report, 1)}
+    assert {"conv1", "layer1", "layer4", "fc"} <= top
+
+
+def test_meta_analysis_needs_no_memory_for_huge_inputs() -> None:
+    report = analyze("resnet50", (3, 2048, 2048), batch=64)
+    assert report.activation_bytes > 100 * 2**30  # 100+ GiB of activations analysed without allocating them
+    assert report.macs == pytest.approx(64 * 4.089e9 * (2048 / 224) ** 2, rel=0.01)
+
+
+def test_training_memory_estimate_and_measurement() -> None:
+    report = analyze("resnet20", (3, 32, 32), batch=64, measure=True)
+    m = report.memory
+    assert m.parameters == m.gradients == m.optimizer_state == report.params * 4
+    if m.measured_peak is not None:
+        assert 0.3 * m.total < m.measured_peak < 4 * m.total
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------
+
+
+def test_inspect_outputs(cli, tmp_path: Path) -> None:
+    code, out, _ = cli("inspect", "resnet18", "--input", "3x64x64", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["totals"]["params"] == 11_689_512 and doc["complete"]
+    code, out, _ = cli("inspect", "resnet18", "--input", "3x64x64", "--csv")
+    assert code == 0 and out.splitlines()[0].startswith("name,op,output_shape")
+    code, out, _ = cli("inspect", "resnet18", "--input", "3x64x64", "--markdown", "--depth", "1")
+    assert code == 0 and "| layer1 |" in out
+    code, out, _ = cli("inspect", "lenet5", "--explain")
+    assert code == 0 and "O = floor(" in out
+
+
+def test_inspect_a_users_file(cli, tmp_path: Path) -> None:
+    source = tmp_path / "mynet.py"
+    source.write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Sequential):\n"
+        "    def __init__(self, width=8):\n"
+        "        super().__init__(nn.Conv2d(1, width, 3), nn.ReLU(), nn.Flatten(), nn.Linear(width * 26 * 26, 10))\n"
+    )
+    code, out, err = cli("inspect", f"{source}:Net", "--input", "1x28x28", "--set", "width=4", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["totals"]["params"] == 4 * 9 + 4 + 4 * 26 * 26 * 10 + 10
+    code, _, err = cli("inspect", f"{source}:Missing", "--input", "1x28x28")
+    assert code == 2 and "has no 'Missing'" in err
+
+
+def test_compare_and_bad_inputs(cli) -> None:
+    code, out, _ = cli("compare", "alexnet", "vgg16", "resnet50", "--input", "3x224x224", "--json")
+    rows = {r["model"]: r for r in json.loads(out)["models"]}
+    assert code == 0 and rows["vgg16"]["weighted_depth"] == 16 and rows["resnet50"]["weighted_depth"] == 50
+    assert rows["vgg16"]["receptive_field"] == [212, 212]
+    code, out, _ = cli("compare", "alexnet", "resnet18", "--markdown")
+    assert code == 0 and out.startswith("| model |")
+    code, _, err = cli("inspect", "vgg16", "--input", "3x16x16")
+    assert code == 2 and "too small for vgg16" in err and "3x32x32" in err and err.count("\n") == 1
+    code, _, err = cli("inspect", "resnet18", "--input", "1x64x64")
+    assert code == 2 and "input channel" in err
+    with pytest.raises(CnnlabError, match="unknown model"):
+        analyze("resnet9000")
