@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: run test test-all setup data lint bench clean
 
 run: setup
-	$(VENV)/bin/cnnlab calc tour
+	$(VENV)/bin/cnnlab train
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

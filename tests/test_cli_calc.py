@@ -112,3 +112,15 @@ def test_console_script_never_shows_a_traceback() -> None:
     assert proc.stdout == ""
     assert proc.stderr.startswith("cnnlab: error: kernel (effective size 5)")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_calculator_never_imports_torch() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from cnnlab.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['calc', 'stack', '--input', '1x28x28', 'conv 6 k5 p2', 'pool k2', 'flatten', 'fc 10'])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -310,6 +310,211 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# train, recipes, eval, predict
+# --------------------------------------------------------------------------------------
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from cnnlab.train.config import TrainConfig, override
+    from cnnlab.train.recipes import DEFAULT_RECIPE, get_recipe
+
+    cfg = get_recipe(args.recipe or DEFAULT_RECIPE)
+    changes = {}
+    for f in TrainConfig.__dataclass_fields__:
+        if f in ("recipe", "source", "model_options"):
+            continue
+        value = getattr(args, f"cfg_{f}", None)
+        if value is not None:
+            changes[f] = value
+    if args.set:
+        changes["model_options"] = {**cfg.model_options, **_options(args.set)}
+    return override(cfg, changes).validate()
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    from cnnlab.models.source import parse_options
+
+    return parse_options(pairs)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from cnnlab.console import err, out, print_json
+
+    if args.resume:
+        from cnnlab.train.loop import fit
+
+        result = fit(None, resume=args.resume, quiet=args.quiet)  # type: ignore[arg-type]
+        _report_run(result.to_dict(), args.json)
+        return
+    cfg = _train_config(args)
+    if args.show_config:
+        if args.json:
+            print_json(cfg.to_dict())
+        else:
+            out.print(cfg.to_json(), markup=False, highlight=False)
+        return
+    from cnnlab.train.loop import fit, fit_seeds
+
+    if cfg.seeds > 1:
+        summary = fit_seeds(cfg, quiet=args.quiet)
+        if args.json:
+            print_json(summary)
+        else:
+            for run in summary["runs"]:
+                _report_run(run, False)
+            out.print(f"test accuracy over {cfg.seeds} seeds: {summary['test_top1_mean']:.2%} "
+                      f"± {summary['test_top1_std']:.2%} (mean ± sample std)")
+        return
+    result = fit(cfg, quiet=args.quiet)
+    if result.status == "interrupted":
+        err.print(f"stopped at step {result.steps}; continue with: cnnlab train --resume {result.run_dir}")
+    _report_run(result.to_dict(), args.json)
+
+
+def _report_run(run: dict[str, Any], as_json: bool) -> None:
+    import os
+
+    from cnnlab.console import out, print_json, table
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, rank 0 alone reports
+    if as_json:
+        print_json(run)
+        return
+    rows = [[str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['train_top1']:.2%}", f"{h['val_loss']:.4f}",
+             f"{h['val_top1']:.2%}", f"{h['lr']:.3g}", f"{h['seconds']:.1f}"] for h in run["history"]]
+    out.print(table(f"run {run['run_dir']} ({run['status']})",
+                    [("epoch", "right"), ("train loss", "right"), ("train acc", "right"), ("val loss", "right"),
+                     ("val acc", "right"), ("lr", "right"), ("s", "right")], rows))
+    if run["best_val"]:
+        out.print(f"best validation accuracy {run['best_val']['val_top1']:.2%} at epoch {run['best_epoch']}")
+    if run["test"]:
+        out.print(f"test accuracy {run['test']['top1']:.2%} (top-5 {run['test']['top5']:.2%}) on "
+                  f"{run['test']['samples']:,} images, with the best-on-validation weights")
+    out.print(f"{run['seconds']:.1f} s in all, {run['train_images_per_s']:,.0f} training images/s; "
+              f"checkpoints, config and metrics in {run['run_dir']}")
+
+
+def _cmd_recipes(args: argparse.Namespace) -> None:
+    from cnnlab.console import out, print_json, table
+    from cnnlab.train.recipes import RECIPES, get_recipe
+
+    if args.name:
+        cfg = get_recipe(args.name)
+        if args.json:
+            print_json(cfg.to_dict())
+        else:
+            out.print(cfg.to_json(), markup=False, highlight=False)
+        return
+    if args.json:
+        print_json({"recipes": [r.to_dict() for r in RECIPES.values()]})
+        return
+    rows = []
+    for r in RECIPES.values():
+        length = f"{r.iterations:,} it" if r.iterations else f"{r.epochs} ep"
+        source = r.source.split(":")[0].split(", Sec.")[0]
+        source = source if len(source) <= 60 else source[:57] + "..."
+        rows.append([r.recipe, r.model, r.dataset, length, str(r.batch_size), f"{r.optimizer} {r.lr:g} {r.schedule}",
+                     source])
+    out.print(table("recipes (`cnnlab recipes NAME` prints one in full)",
+                    [("recipe", "left"), ("model", "left"), ("data", "left"), ("length", "right"),
+                     ("batch", "right"), ("optimisation", "left"), ("source", "left")], rows))
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from cnnlab.console import out, print_json, table
+    from cnnlab.train.inference import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.run, args.split, args.data, args.data_root, args.batch_size, args.device)
+    if args.json:
+        print_json(result)
+        return
+    out.print(f"{result['model']} on {result['dataset']} {result['split']} ({result['samples']:,} images): "
+              f"top-1 {result['top1']:.2%}, top-5 {result['top5']:.2%}, loss {result['loss']:.4f}")
+    out.print(table("per class", [("class", "left"), ("accuracy", "right")],
+                    [[name, f"{acc:.2%}"] for name, acc in result["per_class"].items()]))
+    out.print("confusion matrix (rows: true class, columns: predicted) in --json")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from cnnlab.console import out, print_json
+    from cnnlab.train.inference import predict
+
+    results = predict(args.checkpoint, args.images, args.top)
+    if args.json:
+        print_json({"predictions": results})
+        return
+    for r in results:
+        best = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
+        out.print(f"{r['image']}: {best}", markup=False)
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, typed from the dataclass, with its comment as help."""
+    import typing
+
+    from cnnlab.train.config import FIELD_HELP, TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for name in TrainConfig.__dataclass_fields__:
+        if name in ("recipe", "source", "model_options"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_text = FIELD_HELP.get(name, "")
+        if hints[name] is bool:
+            p.add_argument(flag, dest=f"cfg_{name}", action=argparse.BooleanOptionalAction, default=None,
+                           help=help_text)
+        else:
+            p.add_argument(flag, dest=f"cfg_{name}", default=None, metavar="V", help=help_text)
+
+
+# --------------------------------------------------------------------------------------
+# scratch
+# --------------------------------------------------------------------------------------
+
+
+def _cmd_scratch_explain(args: argparse.Namespace) -> None:
+    from cnnlab.console import out, print_json
+    from cnnlab.scratch.explain import explain_convolution
+
+    bias = int(args.bias) if float(args.bias).is_integer() else args.bias
+    result = explain_convolution(args.input, args.kernel, args.stride, args.padding, bias, args.dilation)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        out.print(result.render(), markup=False, highlight=False)
+
+
+def _cmd_scratch_train(args: argparse.Namespace) -> None:
+    from cnnlab.console import err, out, print_json
+    from cnnlab.scratch.train import train_lenet
+
+    def progress(event: dict[str, Any]) -> None:
+        if args.quiet:
+            return
+        kind = event.get("event")
+        if kind == "step":
+            err.print(f"step {event.get('step')} loss {event.get('loss', 0):.4f} lr {event.get('lr', 0):.4g} "
+                      f"{event.get('images_per_s', 0):,.0f} img/s", markup=False, highlight=False)
+        elif kind in ("epoch", "eval"):
+            shown = {k: v for k, v in event.items() if k != "event" and not isinstance(v, (list, dict))}
+            err.print(f"{kind}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in shown.items()), markup=False, highlight=False)
+
+    result = train_lenet(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         limit=args.limit, data=args.data, log_every=args.log_every, progress=progress,
+                         save=args.save)
+    if args.json:
+        print_json(result)
+        return
+    torch_note = "torch was imported" if "torch" in sys.modules else "torch never imported"
+    out.print(f"NumPy LeNet-5 on {args.data}: test accuracy {result['test_accuracy']:.2%} after "
+              f"{args.epochs} epoch(s); training {result.get('train_seconds', 0):.1f} s, "
+              f"{result.get('total_seconds', 0):.1f} s in all ({torch_note})"
+              + (f"; weights in {result['saved']}" if result.get("saved") else ""))
+
+
+# --------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------
 
@@ -380,11 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_flags(m, explain=False)
     m.set_defaults(func=_cmd_models)
 
-    from cnnlab.export import FORMATS
-
     e = sub.add_parser("export", help="write a model as ONNX, TorchScript or safetensors and check the file")
     e.add_argument("model", metavar="MODEL_OR_CHECKPOINT", help="a registered model name or a cnnlab checkpoint")
-    e.add_argument("--format", choices=FORMATS, required=True, help="onnx, torchscript or safetensors")
+    # cnnlab.export.FORMATS, spelled out so that building the parser does not import torch
+    e.add_argument("--format", choices=("onnx", "torchscript", "safetensors"), required=True,
+                   help="onnx, torchscript or safetensors")
     e.add_argument("--input", type=_shape, default=None, help="example input CxHxW (default: the model's)")
     e.add_argument("--out", default=None, metavar="PATH", help="file to write (default: MODEL.onnx/.pt/.safetensors)")
     _add_model_flags(e)
@@ -419,6 +624,68 @@ def build_parser() -> argparse.ArgumentParser:
     cfmt.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
     cfmt.add_argument("--markdown", action="store_true", help="a Markdown table")
     cmp_.set_defaults(func=_cmd_compare)
+
+    tr = sub.add_parser("train", help="train a zoo model on real data with a recipe (default: LeNet-5 on MNIST)",
+                        description="Train with a named recipe; every field of the recipe can be overridden. "
+                                    "Under torchrun, trains with DistributedDataParallel.")
+    tr.add_argument("--recipe", default=None, help="recipe name (default lenet5-mnist; see `cnnlab recipes`)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a model option")
+    tr.add_argument("--resume", default=None, metavar="RUN", help="continue a run folder (or its last.pt)")
+    tr.add_argument("--show-config", action="store_true", help="print the resolved config and stop")
+    tr.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    tr.add_argument("--json", action="store_true", help="print the final result as one JSON document on stdout")
+    _add_train_flags(tr)
+    tr.set_defaults(func=_cmd_train)
+
+    rc = sub.add_parser("recipes", help="the named training recipes and their sources")
+    rc.add_argument("name", nargs="?", default=None, help="print this recipe in full")
+    rc.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    rc.set_defaults(func=_cmd_recipes)
+
+    ev = sub.add_parser("eval", help="top-1, top-5, per-class accuracy and confusion matrix of a run or checkpoint")
+    ev.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    ev.add_argument("--split", default="test", choices=["test", "val", "train"], help="which split (default test)")
+    ev.add_argument("--data", default=None, help="another dataset name with the same classes")
+    ev.add_argument("--data-root", default=None, help="folder to read the data from")
+    ev.add_argument("--batch-size", type=int, default=1000)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    ev.set_defaults(func=_cmd_eval)
+
+    pr = sub.add_parser("predict", help="the most likely classes of image files")
+    pr.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--top", type=int, default=5, help="how many classes (default 5)")
+    pr.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    pr.set_defaults(func=_cmd_predict)
+
+    sc = sub.add_parser("scratch", help="the NumPy reference engine: convolution as inner products, LeNet-5 "
+                                         "trained without torch")
+    sc_sub = sc.add_subparsers(dest="scratch_command", metavar="WHAT", parser_class=_Parser)
+    sc_sub.required = True
+    se = sc_sub.add_parser("explain", help="every kernel placement of a small convolution, written out",
+                           description="Rows are separated by ';' and values by ',' or spaces, e.g. "
+                                       "--input '1,2,3;4,5,6;7,8,9' --kernel '1,0;0,-1'.")
+    se.add_argument("--input", default=None, help="the input grid (default: the classic 5x5 example)")
+    se.add_argument("--kernel", default=None, help="the kernel grid (default: the classic 3x3 example)")
+    se.add_argument("--stride", type=_hyper, default=1)
+    se.add_argument("--padding", type=_hyper, default=0)
+    se.add_argument("--dilation", type=_hyper, default=1)
+    se.add_argument("--bias", type=float, default=0)
+    se.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    se.set_defaults(func=_cmd_scratch_explain)
+    st = sc_sub.add_parser("train", help="train LeNet-5 on MNIST with NumPy alone and report test accuracy")
+    st.add_argument("--data", default="mnist", choices=["mnist", "mnist-5k"], help="mnist (60k/10k) or mnist-5k")
+    st.add_argument("--epochs", type=int, default=2)
+    st.add_argument("--batch-size", type=int, default=64)
+    st.add_argument("--lr", type=float, default=0.05)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--limit", type=int, default=None, help="train on this many images only")
+    st.add_argument("--log-every", type=int, default=100)
+    st.add_argument("--save", default=None, metavar="PATH", help="write the weights as .npz (torch names)")
+    st.add_argument("--quiet", action="store_true")
+    st.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    st.set_defaults(func=_cmd_scratch_train)
     return parser
 
 

@@ -1,0 +1,108 @@
+"""Training images/s: cnnlab's loop against the plain loop a user would write, same data, same run.
+
+The plain loop is the torchvision idiom: a ``Dataset`` whose ``__getitem__`` turns one uint8
+image into a normalised float tensor (with torchvision's per-sample RandomCrop and
+RandomHorizontalFlip when the recipe augments), a ``DataLoader`` (shuffled; with 0 and with 2
+worker processes) and the same model, optimizer and step. cnnlab's number is the training
+throughput ``cnnlab.train.fit`` reports for the same number of steps (evaluation excluded).
+
+    python bench/train_throughput.py            # prints one JSON document
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+
+class PlainDataset(Dataset):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, augment: bool) -> None:
+        from torchvision import transforms
+
+        self.images, self.labels = images, labels
+        steps = [transforms.RandomCrop(images.shape[-1], padding=4), transforms.RandomHorizontalFlip()] if augment \
+            else []
+        self.transform = transforms.Compose([*steps, transforms.Normalize(mean, std)])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i].float() / 255), self.labels[i]
+
+
+def plain(model_name: str, split, mean, std, steps: int, batch: int, workers: int, augment: bool) -> float:
+    import cnnlab
+
+    torch.manual_seed(0)
+    model = cnnlab.create_model(model_name, num_classes=10, in_channels=split.images.shape[1])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    loader = DataLoader(PlainDataset(split.images, split.labels, mean, std, augment), batch_size=batch, shuffle=True,
+                        num_workers=workers, drop_last=True, persistent_workers=workers > 0)
+    model.train()
+    done = seen = 0
+    start = time.perf_counter()
+    while done < steps:
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done += 1
+            seen += y.shape[0]
+            if done == steps:
+                break
+    return seen / (time.perf_counter() - start)
+
+
+def ours(model_name: str, dataset: str, steps: int, batch: int, augment: bool, tmp: str, extra: dict) -> float:
+    from cnnlab.train.config import override
+    from cnnlab.train.loop import fit
+    from cnnlab.train.recipes import get_recipe
+
+    cfg = override(get_recipe("lenet5-mnist"), dict(
+        model=model_name, dataset=dataset, iterations=steps, batch_size=batch, lr=0.05, out=tmp, device="cpu",
+        crop_padding=4 if augment else 0, flip=augment, log_every=10_000, name=f"{model_name}-bench", **extra))
+    return fit(cfg, quiet=True).train_images_per_s
+
+
+def main() -> None:
+    import tempfile
+
+    from cnnlab.data import Adapt, load_dataset
+
+    torch.set_num_threads(int(os.environ.get("THREADS", os.cpu_count() or 2)))
+    cases = [
+        dict(model="lenet5", dataset="mnist", steps=390, batch=128, augment=False, adapt=None, extra={}),
+        dict(model="resnet20", dataset="fashion-mnist", steps=60, batch=128, augment=True,
+             adapt=Adapt(size=32), extra={"adapt_size": 32}),
+    ]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            ds = load_dataset(case["dataset"], adapt=case["adapt"])
+            row = {"model": case["model"], "dataset": case["dataset"], "input": list(ds.train.images.shape[1:]),
+                   "steps": case["steps"], "batch": case["batch"], "augment": case["augment"]}
+            row["cnnlab_images_per_s"] = round(ours(case["model"], case["dataset"], case["steps"], case["batch"],
+                                                    case["augment"], tmp, case["extra"]), 1)
+            for workers in (0, 2):
+                row[f"plain_workers{workers}_images_per_s"] = round(plain(
+                    case["model"], ds.train, ds.mean, ds.std, case["steps"], case["batch"], workers,
+                    case["augment"]), 1)
+            best_plain = max(row["plain_workers0_images_per_s"], row["plain_workers2_images_per_s"])
+            row["speedup_over_best_plain"] = round(row["cnnlab_images_per_s"] / best_plain, 2)
+            results.append(row)
+            print(json.dumps(row), file=__import__("sys").stderr)
+    print(json.dumps({"machine": {"cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+                                  "torch": torch.__version__, "python": platform.python_version()},
+                      "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

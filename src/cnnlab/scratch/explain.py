@@ -1,0 +1,327 @@
+"""Convolution by hand: every kernel placement, its inner product written out, the output filling in.
+
+    >>> from cnnlab.scratch.explain import explain_convolution
+    >>> result = explain_convolution()          # the classic 5x5 input and 3x3 kernel
+    >>> result.output
+    [[4, 3, 4], [2, 4, 3], [2, 3, 4]]
+    >>> print(result.render())                  # doctest: +SKIP
+
+The arithmetic is done on Python numbers, so integer inputs give exact integer answers. The
+operation is what deep-learning libraries call convolution (strictly, cross-correlation: the
+kernel is not flipped), with zero padding, stride and dilation as in ``torch.nn.Conv2d``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.scratch.functional import IntPair, conv_output_size, pair
+
+__all__ = [
+    "DEFAULT_INPUT",
+    "DEFAULT_KERNEL",
+    "Explanation",
+    "Placement",
+    "explain_convolution",
+    "parse_matrix",
+]
+
+Number = int | float
+Matrix = list[list[Number]]
+
+# The 5x5 binary image and 3x3 "X" kernel of many a textbook figure; the answer is
+# [[4, 3, 4], [2, 4, 3], [2, 3, 4]].
+DEFAULT_INPUT: Matrix = [
+    [1, 1, 1, 0, 0],
+    [0, 1, 1, 1, 0],
+    [0, 0, 1, 1, 1],
+    [0, 0, 1, 1, 0],
+    [0, 1, 1, 0, 0],
+]
+DEFAULT_KERNEL: Matrix = [
+    [1, 0, 1],
+    [0, 1, 0],
+    [1, 0, 1],
+]
+
+# Large enough for every classroom example, small enough that the text stays readable.
+MAX_SIDE = 32
+
+
+def _number(token: str, what: str) -> Number:
+    try:
+        return int(token)
+    except ValueError:
+        pass
+    try:
+        value = float(token)
+    except ValueError:
+        raise CnnlabError(f"{what}: {token!r} is not a number (write rows like '1,2,3;4,5,6')") from None
+    if not math.isfinite(value):
+        raise CnnlabError(f"{what}: {token!r} is not a finite number")
+    return value
+
+
+def parse_matrix(text: str, what: str = "matrix") -> Matrix:
+    """Rows separated by ';' (or new lines), values by ',' (or spaces): "1,2,3;4,5,6" -> [[1,2,3],[4,5,6]].
+
+    Whole numbers stay ``int`` so the arithmetic stays exact; others become ``float``.
+    """
+    rows = [row.strip() for row in re.split(r"[;\n]", text.strip()) if row.strip()]
+    if not rows:
+        raise CnnlabError(f"{what} is empty: write rows like '1,2,3;4,5,6'")
+    matrix = [[_number(tok, what) for tok in re.split(r"[,\s]+", row) if tok] for row in rows]
+    return _check_matrix(matrix, what)
+
+
+def _check_matrix(values: Any, what: str) -> Matrix:
+    """A rectangular, non-empty list of lists of Python numbers from nested sequences or an array."""
+    if isinstance(values, str):
+        return parse_matrix(values, what)
+    if hasattr(values, "tolist"):  # a NumPy array (or a tensor)
+        values = values.tolist()
+    try:
+        matrix = [[_as_number(v, what) for v in row] for row in values]
+    except TypeError:
+        raise CnnlabError(f"{what} must be a 2-D grid of numbers, e.g. '1,2,3;4,5,6'") from None
+    if not matrix or not matrix[0]:
+        raise CnnlabError(f"{what} is empty: write rows like '1,2,3;4,5,6'")
+    widths = sorted({len(row) for row in matrix})
+    if len(widths) > 1:
+        raise CnnlabError(f"{what}: every row needs the same number of values, got rows of {widths} values")
+    if len(matrix) > MAX_SIDE or widths[0] > MAX_SIDE:
+        raise CnnlabError(
+            f"{what} is {len(matrix)}x{widths[0]}: explain is for small examples, at most {MAX_SIDE}x{MAX_SIDE}"
+        )
+    return matrix
+
+
+def _as_number(value: Any, what: str) -> Number:
+    if hasattr(value, "item") and not isinstance(value, (int, float)):  # a NumPy scalar
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(what)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CnnlabError(f"{what} contains {value}, not a finite number")
+    return value
+
+
+def fmt(value: Number) -> str:
+    """How a number is written in the explanation: 3, 0.5, -2 (floats without trailing zeros)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _factor(value: Number) -> str:
+    text = fmt(value)
+    return f"({text})" if text.startswith("-") else text
+
+
+@dataclass
+class Placement:
+    """One position of the kernel: where it sits, what it sees, and the inner product."""
+
+    output: tuple[int, int]  # (row, column) of the output value this placement computes
+    rows: list[int]  # rows of the padded input under the kernel rows
+    cols: list[int]  # columns of the padded input under the kernel columns
+    window: Matrix  # the input values under the kernel
+    products: list[tuple[Number, Number]]  # (input value, kernel value), row by row
+    bias: Number
+    value: Number  # sum of the products plus the bias
+
+    def expression(self) -> str:
+        """'1*1 + 1*0 + ... = 4': the inner product written out."""
+        text = " + ".join(f"{_factor(a)}*{_factor(b)}" for a, b in self.products)
+        if self.bias:
+            text += f" + bias {_factor(self.bias)}"
+        return f"{text} = {fmt(self.value)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": list(self.output),
+            "rows": self.rows,
+            "cols": self.cols,
+            "window": self.window,
+            "products": [list(p) for p in self.products],
+            "bias": self.bias,
+            "value": self.value,
+            "expression": self.expression(),
+        }
+
+
+@dataclass
+class Explanation:
+    """The whole computation: inputs, settings, output-size formulas, placements, output grid."""
+
+    input: Matrix
+    kernel: Matrix
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    bias: Number
+    padded: Matrix
+    output: Matrix
+    placements: list[Placement] = field(default_factory=list)
+    size_formulas: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "kernel": self.kernel,
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "bias": self.bias,
+            "padded_input": self.padded,
+            "output_size": [len(self.output), len(self.output[0])],
+            "output_size_formulas": self.size_formulas,
+            "placements": [p.to_dict() for p in self.placements],
+            "output": self.output,
+        }
+
+    def render(self) -> str:
+        """Plain text: settings, then every placement with the window marked, then the output."""
+        kh, kw = len(self.kernel), len(self.kernel[0])
+        oh, ow = len(self.output), len(self.output[0])
+        lines = [
+            f"Convolution of a {len(self.input)}x{len(self.input[0])} input with a {kh}x{kw} kernel: "
+            f"stride {_hw(self.stride)}, padding {_hw(self.padding)}"
+            + (f", dilation {_hw(self.dilation)}" if self.dilation != (1, 1) else "")
+            + (f", bias {fmt(self.bias)}" if self.bias else ""),
+            "Each output value is the inner product of the kernel with the input window under it"
+            + (" plus the bias." if self.bias else "."),
+            *self.size_formulas,
+            "",
+        ]
+        top = ["input" + (" (zero padded)" if self.padding != (0, 0) else "")]
+        lines += _side_by_side(
+            [top + _grid(self.padded), ["kernel", *_grid(self.kernel)]], gap=6
+        )
+        lines.append("")
+        filled: list[list[str]] = [["." for _ in range(ow)] for _ in range(oh)]
+        for number, placement in enumerate(self.placements, 1):
+            i, j = placement.output
+            filled[i][j] = fmt(placement.value)
+            lines.append(
+                f"Placement {number} of {len(self.placements)}: output[{i}][{j}] <- padded input rows "
+                f"{_span(placement.rows)}, columns {_span(placement.cols)}"
+            )
+            marked = _grid(self.padded, marked=(set(placement.rows), set(placement.cols)))
+            lines += _side_by_side(
+                [["input [window]", *marked], ["kernel", *_grid(self.kernel)], ["output", *_grid(filled)]],
+                gap=4,
+            )
+            lines.append("  " + placement.expression())
+            lines.append("")
+        lines.append(f"Output ({oh}x{ow}):")
+        lines += ["  " + row for row in _grid(self.output)]
+        return "\n".join(lines)
+
+
+def _hw(values: tuple[int, int]) -> str:
+    return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
+
+
+def _span(indices: list[int]) -> str:
+    if len(indices) == 1:
+        return str(indices[0])
+    step = indices[1] - indices[0]
+    text = f"{indices[0]}-{indices[-1]}"
+    return text if step == 1 else f"{text} (every {step})"
+
+
+def _grid(matrix: Sequence[Sequence[Any]], marked: tuple[set[int], set[int]] | None = None) -> list[str]:
+    """A right-aligned text grid; with ``marked`` (rows, cols) those cells are shown as [v]."""
+    cells = [[x if isinstance(x, str) else fmt(x) for x in row] for row in matrix]
+    width = max(len(c) for row in cells for c in row)
+    if marked is None:
+        return [" ".join(text.rjust(width) for text in row) for row in cells]
+    rows, cols = marked
+    return [
+        "".join(
+            f"[{text.rjust(width)}]" if r in rows and c in cols else f" {text.rjust(width)} "
+            for c, text in enumerate(row)
+        )
+        for r, row in enumerate(cells)
+    ]
+
+
+def _side_by_side(blocks: list[list[str]], gap: int = 4) -> list[str]:
+    widths = [max(len(line) for line in block) for block in blocks]
+    height = max(len(block) for block in blocks)
+    out = []
+    for r in range(height):
+        parts = [(block[r] if r < len(block) else "").ljust(w) for block, w in zip(blocks, widths, strict=True)]
+        out.append("  " + (" " * gap).join(parts).rstrip())
+    return out
+
+
+def _size_formula(axis: str, size: int, k: int, s: int, p: int, d: int) -> str:
+    out = conv_output_size(size, k, s, p, d)
+    span = f"{d}*({k}-1)" if d != 1 else f"({k}-1)"
+    return f"{axis} = floor(({size} + 2*{p} - {span} - 1)/{s}) + 1 = {out}"
+
+
+def explain_convolution(
+    input: Any = None,
+    kernel: Any = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    bias: Number = 0,
+    dilation: IntPair = 1,
+) -> Explanation:
+    """Compute a single-channel convolution placement by placement and record every step.
+
+    Args:
+        input: 2-D grid of numbers: nested lists, a NumPy array or text like "1,2,3;4,5,6".
+            Default: :data:`DEFAULT_INPUT` (5x5).
+        kernel: the same for the kernel. Default: :data:`DEFAULT_KERNEL` (3x3).
+        stride, padding, dilation: one integer or (rows, columns), as in ``torch.nn.Conv2d``;
+            padding adds a border of zeros.
+        bias: added to every output value.
+    """
+    image = _check_matrix(DEFAULT_INPUT if input is None else input, "input")
+    weights = _check_matrix(DEFAULT_KERNEL if kernel is None else kernel, "kernel")
+    if isinstance(bias, str):
+        bias = _number(bias, "bias")
+    stride, padding, dilation = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise CnnlabError(f"need stride >= 1, dilation >= 1, padding >= 0; got {stride}, {dilation}, {padding}")
+    h, w = len(image), len(image[0])
+    kh, kw = len(weights), len(weights[0])
+    oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+    if oh < 1 or ow < 1:
+        raise CnnlabError(
+            f"the {kh}x{kw} kernel (dilation {_hw(dilation)}) does not fit the {h + 2 * padding[0]}x"
+            f"{w + 2 * padding[1]} padded input: use a smaller kernel or more padding"
+        )
+    ph, pw = padding
+    padded: Matrix = [[0] * (w + 2 * pw) for _ in range(ph)]
+    padded += [[0] * pw + list(row) + [0] * pw for row in image]
+    padded += [[0] * (w + 2 * pw) for _ in range(ph)]
+
+    placements = []
+    output: Matrix = []
+    for i in range(oh):
+        out_row: list[Number] = []
+        for j in range(ow):
+            rows = [i * stride[0] + u * dilation[0] for u in range(kh)]
+            cols = [j * stride[1] + v * dilation[1] for v in range(kw)]
+            window = [[padded[r][c] for c in cols] for r in rows]
+            products = [(window[u][v], weights[u][v]) for u in range(kh) for v in range(kw)]
+            value = sum(a * b for a, b in products) + bias
+            placements.append(Placement((i, j), rows, cols, window, products, bias, value))
+            out_row.append(value)
+        output.append(out_row)
+    formulas = [
+        _size_formula("OH", h, kh, stride[0], ph, dilation[0]),
+        _size_formula("OW", w, kw, stride[1], pw, dilation[1]),
+    ]
+    return Explanation(image, weights, stride, padding, dilation, bias, padded, output, placements, formulas)
