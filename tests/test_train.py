@@ -89,6 +89,17 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_pat
             assert torch.isfinite(value.float()).all()
 
 
+def test_tensorboard_events_and_mixed_precision_on_the_cpu(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = fit(small(tmp_path, name="tb", tensorboard=True, amp="bf16", lr=0.05), quiet=True)
+    assert result.status == "finished" and result.test["top1"] > 0.3
+    events = EventAccumulator(str(result.run_dir / "tensorboard"))
+    events.Reload()
+    assert {"train_loss", "val_top1", "lr"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("val_top1")] == [20, 40]
+
+
 def test_resuming_from_something_else_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(CnnlabError, match="does not exist"):
         fit(None, resume=tmp_path / "nothing")  # type: ignore[arg-type]
@@ -225,6 +236,7 @@ def test_train_eval_predict_from_the_cli(cli, tmp_path: Path) -> None:
         (["train", "--dataset", "imagenet22k"], "imagenet22k"),
         (["train", "--set", "flavour=sweet", "--dataset", "mnist-5k"], "flavour"),
         (["eval", "/nonexistent/run"], "does not exist"),
+        (["train", "--resume", "runs/x", "--lr", "0.1"], "drop --lr"),
     ],
 )
 def test_bad_training_input_is_one_line(cli, argv: list[str], fragment: str) -> None:

@@ -343,6 +343,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         from cnnlab.train.loop import fit
 
+        given = [k[4:].replace("_", "-") for k, v in vars(args).items() if k.startswith("cfg_") and v is not None]
+        if given or args.set or args.recipe or args.show_config:
+            extra = ", ".join(f"--{g}" for g in given) or "--recipe/--set/--show-config"
+            raise CnnlabError(f"--resume continues a run with the config it saved: drop {extra}")
+
         result = fit(None, resume=args.resume, quiet=args.quiet)  # type: ignore[arg-type]
         _report_run(result.to_dict(), args.json)
         return
