@@ -287,3 +287,13 @@ def test_torch_hub_loads_from_a_local_clone() -> None:
     entries = {k for k in dir(hub) if callable(getattr(hub, k)) and not k.startswith("_")}
     assert entries == set(list_models())
 
+
+
+def test_unwritable_and_unreadable_paths_are_one_line(cli, tmp_path: Path) -> None:
+    code, _, err = cli("export", "lenet5", "--format", "safetensors", "--out", "/proc/cnnlab/x.safetensors")
+    assert code == 2 and "Traceback" not in err  # stderr: the progress line, then the one-line error
+    assert err.splitlines()[-1].startswith("cnnlab: error: cannot write /proc/cnnlab/x.safetensors")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    code, _, err = cli("export", "lenet5", "--format", "safetensors", "--weights", str(junk))
+    assert code == 2 and "damaged or not a PyTorch weights file" in err and err.count("\n") == 1

@@ -703,6 +703,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnnlabError as exc:
         sys.stderr.write(f"cnnlab: error: {exc}\n")
         return EXIT_USAGE
+    except OSError as exc:  # a file or folder the user named cannot be read or written
+        where = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"cnnlab: error: {exc.strerror or exc}{where}; check the path and its permissions\n")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("cnnlab: interrupted\n")
         return 130

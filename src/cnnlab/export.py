@@ -134,7 +134,10 @@ def export_model(
     example = torch.randn(1, *input_size)
     with torch.no_grad():
         expected = model(example)
-    tmp = _atomic_target(path)
+    try:
+        tmp = _atomic_target(path)
+    except OSError as exc:
+        raise CnnlabError(f"cannot write {path} ({exc.strerror or exc}): choose another --out") from None
     try:
         if fmt == "onnx":
             _write_onnx(model, example, tmp)

@@ -37,5 +37,5 @@ def safe_torch_load(path: str | Path, what: str = "file", fix: str = "check the 
                 "code): re-save it with torch.save(model.state_dict(), PATH) or as .safetensors"
             ) from None
         raise CnnlabError(f"{path} is damaged or not a PyTorch {what}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
+    except Exception as exc:  # any parse failure of an untrusted file is the file's fault, not a bug
         raise CnnlabError(f"{path} is damaged or not a PyTorch {what} ({_first_line(exc)})") from None
