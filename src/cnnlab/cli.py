@@ -520,6 +520,57 @@ def _cmd_scratch_train(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# viz, tour
+# --------------------------------------------------------------------------------------
+
+
+def _wrote(path: Any, as_json: bool, **extra: Any) -> None:
+    from cnnlab.console import out, print_json
+
+    if as_json:
+        print_json({"path": str(path), **extra})
+    else:
+        out.print(f"wrote {path}", markup=False, highlight=False)
+
+
+def _cmd_viz(args: argparse.Namespace) -> None:
+    from cnnlab import viz
+
+    what = args.viz_command
+    if what == "kernel":
+        path = viz.draw_kernel(args.image, args.kernel, args.out, args.stride, args.padding, args.padding_mode)
+    elif what == "conv-steps":
+        path = viz.draw_conv_steps(args.input, args.kernel, args.stride, args.padding, args.out)
+    elif what == "filters":
+        path = viz.draw_filters(args.model, args.out, args.layer)
+    elif what == "features":
+        path = viz.draw_features(args.checkpoint, args.image, args.out, args.layers)
+    elif what == "gradcam":
+        path = viz.draw_gradcam(args.checkpoint, args.image, args.out, args.layer, args.class_index)
+    elif what == "rf":
+        size = args.input or _viz_default_input(args.model)
+        path = viz.draw_rf(args.model, size, args.out, args.checkpoint, layer=args.layer)
+    elif what == "curves":
+        path = viz.draw_curves(args.runs, args.out)
+    else:  # compare
+        path = viz.draw_compare(args.models, args.input, args.out, args.acc or None)
+    _wrote(path, args.json)
+
+
+def _viz_default_input(spec: str) -> tuple[int, ...]:
+    from cnnlab.models import list_models, model_info
+
+    return tuple(model_info(spec).default_input) if spec in list_models() else (3, 224, 224)
+
+
+def _cmd_tour(args: argparse.Namespace) -> None:
+    from cnnlab.viz import make_tour
+
+    page = make_tour(args.out, args.lang)
+    _wrote(page, args.json, pictures=args.out)
+
+
+# --------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------
 
@@ -691,6 +742,61 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--quiet", action="store_true")
     st.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
     st.set_defaults(func=_cmd_scratch_train)
+
+    vz = sub.add_parser("viz", help="pictures: kernels, convolution steps, filters, feature maps, Grad-CAM, "
+                                    "receptive fields, curves, comparisons (PNG)")
+    vz_sub = vz.add_subparsers(dest="viz_command", metavar="WHAT", parser_class=_Parser)
+    vz_sub.required = True
+
+    def picture(name: str, help_text: str, default_out: str) -> argparse.ArgumentParser:
+        p = vz_sub.add_parser(name, help=help_text)
+        p.add_argument("--out", default=default_out, metavar="PATH", help=f"PNG to write (default {default_out})")
+        p.add_argument("--json", action="store_true", help="print the written path as JSON on stdout")
+        p.set_defaults(func=_cmd_viz)
+        return p
+
+    k = picture("kernel", "a classic kernel filtering a photo: input, kernel with its numbers, output", "kernel.png")
+    k.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
+    k.add_argument("--kernel", default="box3",
+                   help="box3, gaussian5, sobel-x, sobel-y, laplacian, sharpen, or rows like '1,0,-1;2,0,-2;1,0,-1'")
+    k.add_argument("--stride", type=int, default=1)
+    k.add_argument("--padding", type=int, default=0)
+    k.add_argument("--padding-mode", default="zeros", choices=["zeros", "reflect", "replicate", "circular"])
+    cs = picture("conv-steps", "every placement of a small kernel, with the inner product written out",
+                 "conv-steps.png")
+    cs.add_argument("--input", default=None, help="rows like '1,2,3;4,5,6;7,8,9' (default: the 5x5 example)")
+    cs.add_argument("--kernel", default=None, help="rows like '1,0;0,1' (default: the 3x3 example)")
+    cs.add_argument("--stride", type=int, default=1)
+    cs.add_argument("--padding", type=int, default=0)
+    fl = picture("filters", "a layer's kernels as a grid (the first layer by default)", "filters.png")
+    fl.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
+    fl.add_argument("--layer", default=None, help="a convolution's name (default: the first)")
+    fe = picture("features", "activation maps of a shallow, a middle and a deep layer", "features.png")
+    fe.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL")
+    fe.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
+    fe.add_argument("--layers", default=None, help="comma-separated layer names (default: chosen per model)")
+    gc = picture("gradcam", "Grad-CAM heat map of a class over the image", "gradcam.png")
+    gc.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL")
+    gc.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
+    gc.add_argument("--layer", default=None, help="the layer to explain (default: the last convolutional block)")
+    gc.add_argument("--class", dest="class_index", type=int, default=None, help="class index (default: predicted)")
+    rfp = picture("rf", "theoretical receptive field per layer and the effective one as a heat map", "rf.png")
+    rfp.add_argument("model", metavar="MODEL")
+    rfp.add_argument("--input", type=_shape, default=None, help="input CxHxW (default: the model's)")
+    rfp.add_argument("--checkpoint", default=None, help="also the effective field of these trained weights")
+    rfp.add_argument("--layer", default=None, help="measure this layer's central unit instead of the last map's")
+    cu = picture("curves", "loss and accuracy of runs against epochs", "curves.png")
+    cu.add_argument("runs", nargs="+", metavar="RUN")
+    co = picture("compare", "parameters against MACs (and accuracy), one point per model", "compare.png")
+    co.add_argument("models", nargs="+", metavar="MODEL")
+    co.add_argument("--input", type=_shape, default=(3, 224, 224), help="input CxHxW (default 3x224x224)")
+    co.add_argument("--acc", nargs="*", default=None, metavar="RUN", help="run folders whose test accuracy to plot")
+
+    to = sub.add_parser("tour", help="write the guided tour's pictures and page to a folder")
+    to.add_argument("--out", default="tour", metavar="DIR", help="folder to write (default ./tour)")
+    to.add_argument("--lang", default="en", choices=["en", "ko"], help="page language: en or ko")
+    to.add_argument("--json", action="store_true", help="print the written page as JSON on stdout")
+    to.set_defaults(func=_cmd_tour)
     return parser
 
 

@@ -10,9 +10,7 @@ a half-written file behind.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
 
 __all__ = ["FORMATS", "ExportResult", "export_model"]
@@ -51,16 +50,6 @@ class ExportResult:
             "output_scale": self.output_scale,
             "verified": True,
         }
-
-
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the export is an ordinary file
-    return Path(tmp)
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, tmp: Path) -> None:
@@ -135,10 +124,10 @@ def export_model(
     with torch.no_grad():
         expected = model(example)
     try:
-        tmp = _atomic_target(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CnnlabError(f"cannot write {path} ({exc.strerror or exc}): choose another --out") from None
-    try:
+    with atomic_write(path, path.suffix) as tmp:
         if fmt == "onnx":
             _write_onnx(model, example, tmp)
             got = _run_onnx(tmp, example)
@@ -162,8 +151,4 @@ def export_model(
                 f"the exported {fmt} file disagrees with the model (largest difference {diff:.3g} at output "
                 f"scale {scale:.3g}); nothing was written"
             )
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return ExportResult(path, fmt, path.stat().st_size, tuple(example.shape), diff, scale)

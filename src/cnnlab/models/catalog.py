@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.atomic import atomic_write
 from cnnlab.models.registry import create_model, list_models, model_info
 
 __all__ = ["catalog", "count_parameters"]
@@ -84,10 +85,8 @@ def catalog(family: str | None = None, use_cache: bool = True) -> list[dict[str,
         rows = _compute()
         if use_cache:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(rows))
-                os.replace(tmp, path)
+                with atomic_write(path) as tmp:
+                    tmp.write_text(json.dumps(rows))
             except OSError:
                 pass  # a read-only home: the catalogue is simply computed each time
     return [r for r in rows if family is None or r["family"] == family]

@@ -38,7 +38,8 @@ def _meta_model(model: nn.Module) -> nn.Module:
     return clone.to_empty(device="meta")
 
 
-def _run(model: nn.Module, shape: Sequence[int]) -> tuple[BaseException | None, str | None, tuple[int, ...] | None]:
+def _run(model: nn.Module, shape: Sequence[int],
+         training: bool = False) -> tuple[BaseException | None, str | None, tuple[int, ...] | None]:
     """Forward a meta tensor; on failure return the error, the failing leaf module and its input shape."""
     stack: list[tuple[str, tuple[int, ...] | None]] = []
     handles = []
@@ -58,10 +59,13 @@ def _run(model: nn.Module, shape: Sequence[int]) -> tuple[BaseException | None, 
             handles.append(module.register_forward_pre_hook(pre(name)))
             handles.append(module.register_forward_hook(post))
     was_training = model.training
-    model.eval()  # inference: batch norm on a 1x1 map of one sample is legal there, not in training
+    # Inference by default: batch norm on a 1x1 map of one sample is legal there, not in training.
+    # Training mode also runs training-only branches (GoogLeNet's auxiliary classifiers), on two
+    # samples so that batch norm has statistics to compute.
+    model.train(training)
     try:
         with torch.no_grad():
-            model(torch.empty(1, *shape, device="meta"))
+            model(torch.empty(2 if training else 1, *shape, device="meta"))
     except (RuntimeError, ValueError, IndexError) as exc:
         name, in_shape = stack[-1] if stack else ("(model's forward)", None)
         return exc, name, in_shape
@@ -77,7 +81,7 @@ def fits(model: nn.Module, input_size: Sequence[int]) -> bool:
     return _run(_meta_model(model), input_size)[0] is None
 
 
-def _smallest_side(model: nn.Module, channels: int, known: int | None = None) -> int | None:
+def _smallest_side(model: nn.Module, channels: int, known: int | None = None, training: bool = False) -> int | None:
     """The smallest square side the model accepts, or None if none up to the search limit does.
 
     Bisects between 0 and a side known to fit (``known``, else the first power of two that fits):
@@ -88,10 +92,10 @@ def _smallest_side(model: nn.Module, channels: int, known: int | None = None) ->
 
     def ok(side: int) -> bool:
         was_training = meta.training
-        meta.eval()  # the inference graph: batch norm accepts a 1x1 map of one sample there
+        meta.train(training)  # see _run
         try:
             with torch.no_grad():
-                meta(torch.empty(1, channels, side, side, device="meta"))
+                meta(torch.empty(2 if training else 1, channels, side, side, device="meta"))
         except (RuntimeError, ValueError, IndexError):
             return False
         finally:
@@ -138,12 +142,13 @@ def _first_conv_channels(model: nn.Module) -> int | None:
 
 
 def check_input(model: nn.Module, input_size: Sequence[int], model_name: str | None = None,
-                known_side: int | None = None) -> None:
+                known_side: int | None = None, training: bool = False) -> None:
     """Raise a one-line :class:`CnnlabError` when ``model`` cannot take one ``input_size`` sample.
 
     The message names the layer where the input stops fitting and the smallest square input
     that works (or the channel count the model expects). ``known_side`` is a square side known
     to fit (a registered model's default), which lets the search find fixed-size models too.
+    ``training`` checks the training graph instead (auxiliary classifiers included).
     """
     size = tuple(int(s) for s in input_size)
     label = model_name or type(model).__name__
@@ -156,10 +161,10 @@ def check_input(model: nn.Module, input_size: Sequence[int], model_name: str | N
             f"use an input of {expected}x{size[1]}x{size[2]}, or build the model with in_channels={size[0]}"
         )
     meta = _meta_model(model)
-    exc, layer, layer_input = _run(meta, size)
+    exc, layer, layer_input = _run(meta, size, training)
     if exc is None:
         return
-    side = _smallest_side(meta, size[0], known_side)
+    side = _smallest_side(meta, size[0], known_side, training)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     first = re.sub(r"\s+", " ", first)
     where = f"layer '{layer}'"

@@ -10,8 +10,6 @@ SGD with momentum 0.9 and a learning rate of 0.05 decayed linearly to zero over 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
 from cnnlab.scratch._blas import single_threaded_blas
 from cnnlab.scratch.data import Digits, load_digits
@@ -61,16 +60,8 @@ def _save_npz(path: str | Path, state: dict[str, np.ndarray]) -> str:
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **state)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, **state)
     return str(path)
 
 

@@ -9,14 +9,13 @@ run code.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
 from cnnlab.safeload import safe_torch_load
 
@@ -29,20 +28,10 @@ def save_checkpoint(path: str | Path, model_name: str, model_kwargs: dict[str, A
                     **extra: Any) -> Path:
     """Write a checkpoint atomically: a temporary file in the same folder, flushed, then renamed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "model": {"name": model_name, "kwargs": dict(model_kwargs)},
                "state_dict": state_dict, **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

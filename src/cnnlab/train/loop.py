@@ -9,6 +9,7 @@ run that is interrupted and resumed ends with exactly the weights of one that wa
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -254,7 +255,7 @@ class _StopFlag:
 
 
 def _run_dir(cfg: TrainConfig) -> Path:
-    name = cfg.name or f"{cfg.recipe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-s{cfg.seed}"
+    name = cfg.name or f"{cfg.model}-{cfg.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-s{cfg.seed}"
     return Path(cfg.out) / name
 
 
@@ -307,9 +308,12 @@ def _build_model(cfg: TrainConfig, ds: Any) -> tuple[nn.Module, dict[str, Any]]:
     model = create_model(cfg.model, **kwargs)
     size = (ds.in_channels, *ds.image_size)
     try:
-        check_input(model, size, cfg.model, known_side=model_info(cfg.model).default_input[-1])
+        # The training graph too: GoogLeNet's auxiliary classifiers need more than inference does.
+        check_input(model, size, cfg.model, known_side=model_info(cfg.model).default_input[-1], training=True)
     except CnnlabError as exc:
-        hint = f"; adapt the data with --adapt-size {model_info(cfg.model).min_input} (pad) or --adapt-mode resize"
+        hint = "; adapt the data with --adapt-size N (pad) or --adapt-mode resize"
+        if "small_input" in inspect.signature(model_info(cfg.model).builder).parameters:
+            hint += ", or use the model's small-input stem with --set small_input=true"
         raise CnnlabError(f"{cfg.dataset} images ({'x'.join(map(str, size))}) do not fit {cfg.model}: {exc}{hint}") \
             from None
     return model, kwargs

@@ -1,0 +1,198 @@
+"""Shared plumbing for the pictures: headless figures, atomic PNG writes, images and models.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects (not through pyplot's global
+state) at a fixed 100 dpi, so a figure of ``new_figure(w, h)`` is exactly ``w x h`` pixels in
+the PNG. The Agg backend is selected when pyplot has not been imported yet, so importing
+``cnnlab.viz`` on a machine without a display never tries to open a window.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+if "matplotlib.pyplot" not in sys.modules:  # headless unless the caller already chose a backend
+    matplotlib.use("Agg")
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
+
+from cnnlab.atomic import atomic_write
+from cnnlab.errors import CnnlabError
+
+__all__ = [
+    "DPI",
+    "as_image",
+    "conv_layers",
+    "display_image",
+    "input_meta",
+    "layer_error",
+    "load_image",
+    "model_or_checkpoint",
+    "new_figure",
+    "prepare_input",
+    "sample_photo",
+    "save_figure",
+]
+
+DPI = 100
+
+ImageLike = str | Path | torch.Tensor | np.ndarray | None
+ModelLike = nn.Module | str | Path
+
+
+def new_figure(width_px: int, height_px: int) -> Figure:
+    """A figure that saves to exactly ``width_px`` x ``height_px`` pixels."""
+    return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+
+
+def save_figure(fig: Figure, out: str | Path, dpi: int = DPI) -> Path:
+    """Write ``fig`` as PNG to ``out`` atomically (temporary file, then rename); parents are created."""
+    path = Path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CnnlabError(f"cannot create folder {path.parent} for {path.name}: {exc.strerror}") from None
+    with atomic_write(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    return path
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """An image file as a uint8 C x H x W tensor; one clear line when it is missing or not an image."""
+    from cnnlab.train.inference import load_image as _load
+
+    return _load(path)
+
+
+def sample_photo() -> Path:
+    """The photograph matplotlib ships (Grace Hopper, 512x600): the default picture to look at."""
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        raise CnnlabError(f"matplotlib's sample photo {path} is missing: give an image file instead")
+    return path
+
+
+def as_image(image: ImageLike) -> torch.Tensor:
+    """A path (or None for :func:`sample_photo`), tensor or array as a C x H x W tensor."""
+    if image is None:
+        image = sample_photo()
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    tensor = torch.as_tensor(np.asarray(image)) if isinstance(image, np.ndarray) else image
+    if not isinstance(tensor, torch.Tensor):
+        raise CnnlabError(f"an image must be a file path, a tensor or an array, got {type(image).__name__}")
+    if tensor.ndim == 2:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
+        raise CnnlabError(f"an image tensor must be H x W or C x H x W with C = 1 or 3, got {tuple(tensor.shape)}")
+    return tensor[:3] if tensor.shape[0] == 4 else tensor
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """The model's 2-D convolutions with their names, in registration order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def layer_error(name: str, valid: Sequence[str], what: str = "layer", limit: int = 12) -> CnnlabError:
+    """One line: the unknown name and (the first few of) the valid ones."""
+    shown = ", ".join(valid[:limit])
+    more = f", ... ({len(valid)} in all)" if len(valid) > limit else ""
+    if not valid:
+        return CnnlabError(f"the model has no {what} {name!r}: it has no such layers at all")
+    return CnnlabError(f"the model has no {what} {name!r}: valid names are {shown}{more}")
+
+
+def model_or_checkpoint(spec: ModelLike, seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
+    """A model in eval mode and what is known about its input.
+
+    ``spec`` is a registry name (built with random weights drawn from ``seed``), a cnnlab
+    checkpoint file or run folder (weights and the training data's classes, mean, std and
+    input size), or an ``nn.Module`` (taken as it is). ``meta`` has the keys ``name``,
+    ``classes``, ``mean``, ``std`` and ``input_size`` (``None`` where unknown).
+    """
+    from cnnlab.models.registry import create_model, list_models, model_info
+
+    meta: dict[str, Any] = {"name": None, "classes": None, "mean": None, "std": None, "input_size": None}
+    if isinstance(spec, nn.Module):
+        return spec.eval(), meta
+    text = str(spec)
+    if text in list_models():
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = create_model(text)
+        meta.update(name=text, input_size=list(model_info(text).default_input))
+        return model.eval(), meta
+    if not Path(text).exists():
+        if "/" in text or text.endswith((".pt", ".pth", ".ckpt")):
+            raise CnnlabError(f"checkpoint {text} does not exist (no such checkpoint file or run folder): "
+                              "check the path")
+        from cnnlab.models.registry import unknown_model
+
+        raise unknown_model(text)
+    from cnnlab.train.checkpoint import model_from_checkpoint
+    from cnnlab.train.inference import checkpoint_path
+
+    model, ckpt = model_from_checkpoint(checkpoint_path(text))
+    data = ckpt.get("data") or {}
+    meta.update(name=ckpt["model"]["name"], classes=data.get("classes"), mean=data.get("mean"),
+                std=data.get("std"), input_size=data.get("input_size"))
+    if meta["input_size"] is None:
+        meta["input_size"] = list(model_info(meta["name"]).default_input)
+    return model.eval(), meta
+
+
+def input_meta(model: nn.Module, meta: dict[str, Any] | None) -> tuple[int, tuple[int, int], list[float], list[float]]:
+    """(channels, (H, W), mean, std) of the model's input: from ``meta``, else guessed.
+
+    Without a recorded input size the channels come from the first convolution and the size
+    is 224x224; without recorded statistics mean and std are 0.5 per channel.
+    """
+    meta = meta or {}
+    size = meta.get("input_size")
+    if size is not None:
+        c, h, w = (int(v) for v in size)
+    else:
+        convs = conv_layers(model)
+        c, h, w = (convs[0][1].in_channels if convs else 3), 224, 224
+    mean = list(meta.get("mean") or [0.5] * c)
+    std = list(meta.get("std") or [0.5] * c)
+    if len(mean) == 1 and c > 1:
+        mean, std = mean * c, std * c
+    return c, (h, w), mean, std
+
+
+def prepare_input(image: ImageLike, model: nn.Module,
+                  meta: dict[str, Any] | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """The image as the model's normalised 1 x C x H x W input, and as an H x W (x 3) picture in [0, 1]."""
+    c, size, mean, std = input_meta(model, meta)
+    img = as_image(image)
+    x = img.float()
+    if img.dtype == torch.uint8 or x.max() > 1.0:
+        x = x / 255
+    if c == 1 and x.shape[0] == 3:
+        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+    elif c == 3 and x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    elif x.shape[0] != c:
+        raise CnnlabError(f"the model takes {c} channels, the image has {x.shape[0]}")
+    x = x.unsqueeze(0)
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    picture = display_image(x[0])
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s, picture
+
+
+def display_image(x: torch.Tensor) -> np.ndarray:
+    """A C x H x W tensor in [0, 1] as what ``imshow`` wants: H x W for one channel, H x W x 3 for three."""
+    arr = x.detach().float().clamp(0, 1).cpu().numpy()
+    return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)

@@ -1,0 +1,244 @@
+"""Receptive fields: the theoretical field per layer and the effective one (Luo et al., 2016).
+
+    theoretical_fields("resnet18", (3, 64, 64))      # [(layer, field size, jump), ...]
+    erf = effective_receptive_field(model, (3, 64, 64))  # HxW map, max 1
+    draw_rf("resnet18", (3, 64, 64), "rf.png")
+
+The theoretical field says which input pixels *can* influence a unit; the effective field measures
+how much each of them *does*: the gradient of one central output unit with respect to the input,
+in absolute value, averaged over random Gaussian inputs. It is concentrated near the centre and
+much smaller than the theoretical field (Luo, Li, Urtasun, Zemel: "Understanding the Effective
+Receptive Field in Deep Convolutional Neural Networks", NeurIPS 2016).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.viz.common import model_or_checkpoint, save_figure
+
+__all__ = ["FieldRow", "draw_rf", "effective_receptive_field", "theoretical_fields"]
+
+FIGSIZE = (12.0, 4.0)  # inches; with DPI this fixes the picture at 1080x360 pixels
+DPI = 90
+
+_GLOBAL_POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+                 nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+
+
+class FieldRow(NamedTuple):
+    """One convolution or pooling node: its theoretical receptive field and jump (height axis)."""
+
+    name: str
+    size: int
+    jump: int
+
+
+# --------------------------------------------------------------------------------------
+# Small private helpers
+# --------------------------------------------------------------------------------------
+
+
+def _size3(input_size: Sequence[int] | str) -> tuple[int, ...]:
+    if isinstance(input_size, str):
+        from cnnlab.shapes import parse_shape
+
+        return tuple(parse_shape(input_size))
+    size = tuple(int(s) for s in input_size)
+    if len(size) != 3 or min(size) < 1:
+        raise CnnlabError(f"input size must be CxHxW with positive sizes, e.g. 3x64x64, got {size}")
+    return size
+
+
+def _build(spec: nn.Module | str, seed: int = 0) -> tuple[nn.Module, str]:
+    """The model and a label for titles (see :func:`cnnlab.viz.common.model_or_checkpoint`)."""
+    model, meta = model_or_checkpoint(spec, seed=seed)
+    return model, meta["name"] or type(model).__name__
+
+
+# --------------------------------------------------------------------------------------
+# Theoretical and effective fields
+# --------------------------------------------------------------------------------------
+
+
+def _is_conv_or_pool(op: str) -> bool:
+    low = op.lower()
+    return ("conv" in low or "pool" in low) and "adaptive" not in low
+
+
+def theoretical_fields(model_or_name: nn.Module | str, input_size: Sequence[int] | str) -> list[FieldRow]:
+    """(layer name, receptive-field size, jump) for every convolution and pooling node, in order.
+
+    Numbers come from :func:`cnnlab.analyze`; size and jump are those of the height axis.
+    """
+    from cnnlab.analysis import analyze
+
+    report = analyze(model_or_name, _size3(input_size))
+    return [FieldRow(r.name, r.rf_size[0], r.rf_stride[0]) for r in report.layers
+            if r.rf_size and r.rf_stride and r.kind != "input" and _is_conv_or_pool(r.op)]
+
+
+def _target_output(model: nn.Module, x: torch.Tensor, layer: str | None) -> tuple[str, torch.Tensor]:
+    """Run the model and return (module name, output) of the named layer or the last spatial map."""
+    modules = dict(model.named_modules())
+    if layer is not None and layer not in modules:
+        names = [n for n in modules if n]
+        shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
+        raise CnnlabError(f"unknown layer {layer!r}; valid names: {shown}")
+    found: list[tuple[str, torch.Tensor]] = []
+    pooled = [False]  # after a global pool, maps are no longer spatial
+
+    def hook(name: str, module: nn.Module) -> Any:
+        def fn(_m: nn.Module, _inp: Any, out: Any) -> None:
+            if isinstance(module, _GLOBAL_POOLS):
+                pooled[0] = True
+            if layer is not None:
+                if name == layer and isinstance(out, torch.Tensor):
+                    found.append((name, out))
+            elif not pooled[0] and isinstance(out, torch.Tensor) and out.dim() == x.dim():
+                found.append((name, out))
+        return fn
+
+    handles = [m.register_forward_hook(hook(n, m)) for n, m in modules.items() if n]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not found:
+        if layer is not None:
+            raise CnnlabError(f"layer {layer!r} did not run in the forward pass")
+        raise CnnlabError(f"{type(model).__name__} has no module with a spatial output to measure")
+    name, out = found[-1]
+    if out.dim() != x.dim():
+        raise CnnlabError(f"layer {name!r} gives a {out.dim()}-d output, not a spatial feature map")
+    return name, out
+
+
+def _erf(model: nn.Module, size: tuple[int, ...], samples: int, seed: int,
+         layer: str | None) -> tuple[np.ndarray, str, tuple[int, ...], tuple[int, ...]]:
+    """The ERF map, the measured module's name, its output spatial size and the unit's index."""
+    if samples < 1:
+        raise CnnlabError(f"samples must be at least 1, got {samples}")
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((samples, *size), generator=gen).to(device=device, dtype=dtype).requires_grad_(True)
+    was_training = model.training
+    model.eval()  # batch norm uses its running statistics, dropout is off
+    try:
+        with torch.enable_grad():
+            name, out = _target_output(model, x, layer)
+            spatial = tuple(out.shape[2:])
+            centre = tuple(s // 2 for s in spatial)
+            unit = out[(slice(None), slice(None), *centre)]  # N x C: the central unit of each channel
+            (grad,) = torch.autograd.grad(unit.sum(), x)
+    finally:
+        model.train(was_training)
+    # Samples are independent in eval mode, so each one's gradient is its own; sum over channels too.
+    erf = grad.detach().abs().sum(dim=1).mean(dim=0).float().cpu().numpy()
+    peak = erf.max()
+    return (erf / peak if peak > 0 else erf), name, spatial, centre
+
+
+def effective_receptive_field(model: nn.Module, input_size: Sequence[int] | str = (3, 64, 64),
+                              samples: int = 8, seed: int = 0, layer: str | None = None) -> np.ndarray:
+    """The effective receptive field of the central unit, an HxW array normalised to max 1.
+
+    The unit is the centre of the last spatial feature map (before any global pooling), or of
+    the output of the module ``layer`` (a name from ``model.named_modules()``); its gradient is
+    summed over channels, taken in absolute value and averaged over ``samples`` Gaussian inputs
+    (seeded). Batch norm runs in eval mode; the model's train/eval mode is restored afterwards.
+    """
+    return _erf(model, _size3(input_size), samples, seed, layer)[0]
+
+
+def _field_box(report: Any, module_name: str, spatial: tuple[int, ...],
+               centre: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """(top, left, height, width) of the theoretical field of the measured unit, in input pixels."""
+    rec = None
+    for r in report.layers:
+        if r.rf_size and r.output_shape and (r.scope == module_name or r.scope.startswith(module_name + ".")
+                                             or r.name == module_name):
+            rec = r
+    if rec is None or len(rec.rf_size) < 2 or tuple(rec.output_shape[2:]) != spatial:
+        return None
+    top = centre[0] * rec.rf_stride[0] - rec.rf_padding[0]
+    left = centre[1] * rec.rf_stride[1] - rec.rf_padding[1]
+    return top, left, rec.rf_size[0], rec.rf_size[1]
+
+
+def _heatmap(ax: Any, erf: np.ndarray, box: tuple[int, int, int, int] | None, title: str) -> None:
+    from matplotlib.patches import Rectangle
+
+    ax.imshow(erf, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+    if box is not None:
+        top, left, h, w = box
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan", lw=1.5,
+                               ls="--", label=f"theoretical {h}x{w}" + (" (beyond the input)" if h > erf.shape[0] else "")))
+        ax.legend(loc="lower right", fontsize=7, framealpha=0.7)
+    ax.set_xlim(-0.5, erf.shape[1] - 0.5)
+    ax.set_ylim(erf.shape[0] - 0.5, -0.5)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def draw_rf(model_or_spec: nn.Module | str, input_size: Sequence[int] | str, out: str | os.PathLike[str],
+            checkpoint: str | os.PathLike[str] | None = None, samples: int = 8, seed: int = 0,
+            layer: str | None = None) -> Path:
+    """Theoretical field and jump per layer, and ERF heat maps (at initialisation; trained too).
+
+    ``model_or_spec`` is an ``nn.Module``, a registry name (built with ``seed``) or a checkpoint
+    file; ``checkpoint`` adds a heat map for trained weights. The picture is FIGSIZE x DPI pixels.
+    """
+    from cnnlab.analysis import analyze
+
+    size = _size3(input_size)
+    model, label = _build(model_or_spec, seed)
+    trained = None
+    if checkpoint is not None:
+        trained, _ = _build(str(checkpoint), seed)
+    report = analyze(model, size)
+    rows = [FieldRow(r.name, r.rf_size[0], r.rf_stride[0]) for r in report.layers
+            if r.rf_size and r.rf_stride and r.kind != "input" and _is_conv_or_pool(r.op)]
+
+    panels = 2 if trained is None else 3
+    ratios = [2.2] + [1.0] * (panels - 1)
+    fig, axes = plt.subplots(1, panels, figsize=FIGSIZE, gridspec_kw={"width_ratios": ratios})
+    ax = axes[0]
+    idx = np.arange(1, len(rows) + 1)
+    ax.step(idx, [r.size for r in rows], where="post", color="tab:blue", label="field size (pixels)")
+    ax.step(idx, [r.jump for r in rows], where="post", color="tab:orange", label="jump (stride to input)")
+    ax.axhline(size[1], color="grey", lw=0.8, ls=":", label=f"input height {size[1]}")
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("convolution / pooling layer (in order)")
+    ax.set_title(f"{label}: theoretical receptive field at {'x'.join(map(str, size))}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+
+    erf, name, spatial, centre = _erf(model, size, samples, seed, layer)
+    box = _field_box(report, name, spatial, centre)
+    _heatmap(axes[1], erf, box, f"effective field at init\n(unit {centre} of {name or 'output'})")
+    if trained is not None:
+        erf_t, name_t, spatial_t, centre_t = _erf(trained, size, samples, seed, layer)
+        _heatmap(axes[2], erf_t, _field_box(report, name_t, spatial_t, centre_t),
+                 f"effective field, trained\n({Path(str(checkpoint)).name})")
+    fig.tight_layout()
+    return save_figure(fig, out, dpi=DPI)

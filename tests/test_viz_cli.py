@@ -1,0 +1,75 @@
+"""`cnnlab viz ...` and `cnnlab tour` write their pictures; mistakes are one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def _png(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        return img.size
+
+
+def test_every_viz_command_writes_a_png(cli, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(
+        {"epoch": e, "step": 10 * e, "train_loss": 1 / e, "train_top1": 0.5 + e / 10, "val_loss": 1.2 / e,
+         "val_top1": 0.45 + e / 10, "val_top5": 0.9, "lr": 0.1, "seconds": 1.0}) for e in (1, 2, 3)) + "\n")
+    (run / "config.json").write_text(json.dumps({"recipe": "lenet5-mnist", "model": "lenet5"}))
+    commands = {
+        "kernel.png": ["viz", "kernel", "--kernel", "1,0,-1;2,0,-2;1,0,-1", "--padding", "1",
+                       "--padding-mode", "reflect"],
+        "steps.png": ["viz", "conv-steps", "--input", "1,2,3;4,5,6;7,8,9", "--kernel", "1,0;0,1"],
+        "filters.png": ["viz", "filters", "lenet5"],
+        "features.png": ["viz", "features", "lenet5", "--layers", "features.0,features.3"],
+        "gradcam.png": ["viz", "gradcam", "lenet5", "--class", "3"],
+        "rf.png": ["viz", "rf", "lenet5"],
+        "curves.png": ["viz", "curves", str(run)],
+        "compare.png": ["viz", "compare", "resnet20", "densenet40_cifar", "--input", "3x32x32"],
+    }
+    for name, argv in commands.items():
+        out = tmp_path / name
+        code, stdout, err = cli(*argv, "--out", str(out), "--json")
+        assert code == 0, (name, err)
+        assert json.loads(stdout)["path"] == str(out)
+        width, height = _png(out)
+        assert width >= 300 and height >= 200
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["viz", "kernel", "/nonexistent.png"], "does not exist"),
+        (["viz", "kernel", "--kernel", "blur99"], "blur99"),
+        (["viz", "filters", "lenet5", "--layer", "nope"], "features.0"),
+        (["viz", "features", "lenet5", "--layers", "nope"], "nope"),
+        (["viz", "curves", "/nonexistent/run"], "/nonexistent/run"),
+        (["viz", "rf", "nosuchnet"], "unknown model"),
+    ],
+)
+def test_viz_mistakes_are_one_line(cli, tmp_path: Path, argv: list[str], fragment: str) -> None:
+    code, out, err = cli(*argv, "--out", str(tmp_path / "x.png"))
+    assert code == 2 and out == ""
+    assert fragment in err and err.count("\n") == 1, err
+
+
+def test_a_text_file_is_not_an_image(cli, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    code, _, err = cli("viz", "kernel", str(notes), "--out", str(tmp_path / "k.png"))
+    assert code == 2 and "is not an image" in err
+
+
+@pytest.mark.slow
+def test_tour_command_writes_the_page_and_its_pictures(cli, tmp_path: Path) -> None:
+    code, out, err = cli("tour", "--out", str(tmp_path / "tour"), "--json")
+    assert code == 0, err
+    page = Path(json.loads(out)["path"])
+    links = [line.split("](")[1].split(")")[0] for line in page.read_text().splitlines() if "![" in line]
+    assert links and all((page.parent / link).is_file() for link in links)
