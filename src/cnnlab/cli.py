@@ -584,7 +584,9 @@ def _add_output_flags(p: argparse.ArgumentParser, explain: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab.shapes import PADDING_MODES, POOL_MODES, STACK_GRAMMAR
 
-    parser = _Parser(prog="cnnlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="cnnlab", description="Build, inspect, train, look inside and compare the classic "
+                                                "convolutional networks, with every number exact and explained.",
+                     epilog="`cnnlab COMMAND --help` describes a command; `cnnlab calc tour` is a good start.")
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
