@@ -14,7 +14,7 @@ INSTALLED := $(VENV)/.installed
 DATA := $(VENV)/.data
 PYTEST_ARGS ?=
 
-.PHONY: run test test-all setup data lint bench clean
+.PHONY: run test test-all test-slow setup data lint bench clean
 
 run: setup
 	$(VENV)/bin/cnnlab train
@@ -24,6 +24,9 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
