@@ -548,19 +548,15 @@ def _cmd_viz(args: argparse.Namespace) -> None:
     elif what == "gradcam":
         path = viz.draw_gradcam(args.checkpoint, args.image, args.out, args.layer, args.class_index)
     elif what == "rf":
-        size = args.input or _viz_default_input(args.model)
+        from cnnlab.models.registry import default_input
+
+        size = args.input or default_input(args.model)
         path = viz.draw_rf(args.model, size, args.out, args.checkpoint, layer=args.layer)
     elif what == "curves":
         path = viz.draw_curves(args.runs, args.out)
     else:  # compare
         path = viz.draw_compare(args.models, args.input, args.out, args.acc or None)
     _wrote(path, args.json)
-
-
-def _viz_default_input(spec: str) -> tuple[int, ...]:
-    from cnnlab.models import list_models, model_info
-
-    return tuple(model_info(spec).default_input) if spec in list_models() else (3, 224, 224)
 
 
 def _cmd_tour(args: argparse.Namespace) -> None:

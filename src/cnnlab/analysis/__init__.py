@@ -52,16 +52,6 @@ def _module_params(module: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def _default_input(model_or_name: nn.Module | str, model_kwargs: dict[str, Any]) -> tuple[int, ...]:
-    if isinstance(model_or_name, str):
-        from cnnlab.models.registry import list_models, model_info
-
-        if model_or_name in list_models():
-            c, h, w = model_info(model_or_name).default_input
-            return (model_kwargs.get("in_channels", c), h, w)
-    return (model_kwargs.get("in_channels", 3), 224, 224)
-
-
 def _resolve(model_or_name: nn.Module | str, model_kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
     if isinstance(model_or_name, nn.Module):
         if model_kwargs:
@@ -94,7 +84,9 @@ def analyze(
     if optimizer not in _OPTIMIZER_STATES:
         raise CnnlabError(f"optimizer must be one of {', '.join(_OPTIMIZER_STATES)}, got {optimizer!r}")
     if input_size is None:
-        input_size = _default_input(model_or_name, model_kwargs)
+        from cnnlab.models.registry import default_input
+
+        input_size = default_input(model_or_name, model_kwargs.get("in_channels"))
     size = tuple(int(s) for s in input_size)
     if len(size) < 2 or min(size) < 1:
         raise CnnlabError(f"input must be CxHxW with positive sizes, e.g. 3x224x224, got {size}")

@@ -16,7 +16,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["check_input", "fits", "smallest_input"]
+__all__ = ["check_input", "smallest_input"]
 
 # Largest side tried when searching for the smallest input.
 _MAX_SIDE = 4096
@@ -74,11 +74,6 @@ def _run(model: nn.Module, shape: Sequence[int],
         for h in handles:
             h.remove()
     return None, None, None
-
-
-def fits(model: nn.Module, input_size: Sequence[int]) -> bool:
-    """Whether ``model`` runs on one sample shaped ``input_size`` (C, H, W)."""
-    return _run(_meta_model(model), input_size)[0] is None
 
 
 def _smallest_side(model: nn.Module, channels: int, known: int | None = None, training: bool = False) -> int | None:

@@ -19,7 +19,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model", "resolve_options"]
+__all__ = ["ModelInfo", "create_model", "default_input", "list_models", "model_info", "register_model", "resolve_options"]
 
 # Family modules, imported on first use of the registry so that `import cnnlab` stays light.
 FAMILY_MODULES: tuple[str, ...] = ("lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet")
@@ -127,6 +127,12 @@ def model_info(name: str) -> ModelInfo:
         return _REGISTRY[name]
     except KeyError:
         raise unknown_model(name) from None
+
+
+def default_input(spec: Any, in_channels: int | None = None) -> tuple[int, int, int]:
+    """A registered model's default input (C, H, W); 3x224x224 for anything else."""
+    c, h, w = model_info(spec).default_input if isinstance(spec, str) and spec in list_models() else (3, 224, 224)
+    return (in_channels or c, h, w)
 
 
 def list_models(family: str | None = None) -> list[str]:

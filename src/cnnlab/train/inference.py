@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,20 +39,17 @@ def evaluate_checkpoint(run_or_checkpoint: str | Path, split: str = "test", data
     The data are read and adapted as the run that wrote the checkpoint read them, unless
     ``dataset``/``data_root`` name others (with the same image size and classes).
     """
-    from cnnlab.data import Adapt, Split, TensorLoader, folder_loader, load_dataset
-    from cnnlab.train.loop import evaluate
+    from cnnlab.data import Split, TensorLoader, folder_loader
+    from cnnlab.train.loop import evaluate, load_data
 
     path = checkpoint_path(run_or_checkpoint)
     model, ckpt = model_from_checkpoint(path)
     if "config" not in ckpt:
         raise CnnlabError(f"{path} does not say which data it was trained on: give a run's checkpoint")
     cfg = config_from_dict(ckpt["config"])
-    adapt = None
-    if cfg.adapt_channels is not None or cfg.adapt_size is not None:
-        adapt = Adapt(channels=cfg.adapt_channels, size=cfg.adapt_size, mode=cfg.adapt_mode)
-    val_size = int(cfg.val_size) if cfg.val_size is not None and cfg.val_size >= 1 else cfg.val_size
-    ds = load_dataset(dataset or cfg.dataset, root=data_root if data_root is not None else cfg.data_root,
-                      val_size=val_size, seed=0, adapt=adapt, limit=cfg.limit if dataset is None else None)
+    ds = load_data(dataclasses.replace(
+        cfg, dataset=dataset or cfg.dataset, data_root=data_root if data_root is not None else cfg.data_root,
+        limit=cfg.limit if dataset is None else None))
     if split not in ("test", "val", "train"):
         raise CnnlabError(f"split must be test, val or train, got {split!r}")
     data = getattr(ds, split)

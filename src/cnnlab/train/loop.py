@@ -16,7 +16,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from cnnlab.train.config import TrainConfig, config_from_dict
 from cnnlab.train.distributed import DistEnv, all_reduce_sum, barrier, init_distributed, shutdown
 from cnnlab.train.progress import Progress, fmt_duration
 
-__all__ = ["RunResult", "build_optimizer", "evaluate", "fit", "fit_seeds", "lr_factor"]
+__all__ = ["RunResult", "build_optimizer", "evaluate", "fit", "fit_seeds", "load_data", "lr_factor"]
 
 
 @dataclass
@@ -259,7 +259,8 @@ def _run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.out) / name
 
 
-def _data(cfg: TrainConfig) -> Any:
+def load_data(cfg: TrainConfig) -> Any:
+    """The dataset a config names, adapted and split as the run reads it."""
     from cnnlab.data import Adapt, load_dataset
 
     adapt = None
@@ -362,7 +363,7 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, ckpt: dict[str, A
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     _seed_everything(cfg.seed + env.rank)
-    ds = _data(cfg)
+    ds = load_data(cfg)
     model, model_kwargs = _build_model(cfg, ds)
     model.to(device)
     if cfg.channels_last:
@@ -578,12 +579,3 @@ def fit_seeds(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
     return {"runs": [r.to_dict() for r in runs], "test_top1": accs, "test_top1_mean": mean, "test_top1_std": std}
 
-
-def iter_history(run_dir: str | Path) -> Iterator[dict[str, Any]]:
-    """The metrics a run wrote, one record per epoch."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise CnnlabError(f"{run_dir} has no metrics.jsonl: is it a cnnlab run folder?")
-    for line in path.read_text().splitlines():
-        if line.strip():
-            yield json.loads(line)
