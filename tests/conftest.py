@@ -30,3 +30,17 @@ def cli(capsys) -> Callable[..., tuple[int, str, str]]:
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished LeNet-5 run on 1,000 MNIST-5k images (one epoch, about two seconds): a real checkpoint."""
+    from cnnlab.train.config import override
+    from cnnlab.train.loop import fit
+    from cnnlab.train.recipes import get_recipe
+
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = override(get_recipe("lenet5-mnist"), dict(
+        dataset="mnist-5k", limit=1000, epochs=1, batch_size=50, eval_batch_size=500, log_every=5,
+        out=str(runs), name="lenet-mnist", device="cpu", lr=0.05))
+    return fit(cfg, quiet=True).run_dir

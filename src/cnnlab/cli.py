@@ -566,6 +566,16 @@ def _cmd_tour(args: argparse.Namespace) -> None:
     _wrote(page, args.json, pictures=args.out)
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        import flask  # noqa: F401
+    except ImportError:
+        raise CnnlabError("the explorer needs Flask: pip install 'cnnlab[web]' (make run installs it)") from None
+    from cnnlab.web import serve
+
+    serve(args.host, args.port, args.runs)
+
+
 # --------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------
@@ -789,6 +799,20 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("models", nargs="+", metavar="MODEL")
     co.add_argument("--input", type=_shape, default=(3, 224, 224), help="input CxHxW (default 3x224x224)")
     co.add_argument("--acc", nargs="*", default=None, metavar="RUN", help="run folders whose test accuracy to plot")
+
+    sv = sub.add_parser("serve", help="the explorer: a local web page for models, convolution, runs and pictures",
+                        description="Start the explorer, a web page on this machine: pick a model and input "
+                                    "size and see every layer's shape, parameters, MACs and receptive field; "
+                                    "step a kernel across an input; look inside a trained network; follow runs "
+                                    "while they train; compare models. Ctrl-C stops it.")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                         "network)")
+    sv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    sv.add_argument("--runs", default="runs", metavar="DIR",
+                    help="runs folder whose runs and checkpoints the page shows (default ./runs); nothing "
+                         "outside it is opened")
+    sv.set_defaults(func=_cmd_serve)
 
     to = sub.add_parser("tour", help="write the guided tour's pictures and page to a folder")
     to.add_argument("--out", default="tour", metavar="DIR", help="folder to write (default ./tour)")

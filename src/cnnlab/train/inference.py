@@ -14,7 +14,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.train.checkpoint import model_from_checkpoint
 from cnnlab.train.config import config_from_dict
 
-__all__ = ["checkpoint_path", "evaluate_checkpoint", "load_image", "predict"]
+__all__ = ["checkpoint_path", "evaluate_checkpoint", "image_tensor", "load_image", "predict"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -73,7 +73,6 @@ def evaluate_checkpoint(run_or_checkpoint: str | Path, split: str = "test", data
 
 def load_image(path: str | Path) -> torch.Tensor:
     """An image file as a uint8 C x H x W tensor (decoded with Pillow); one clear line when it is not one."""
-    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -81,11 +80,17 @@ def load_image(path: str | Path) -> torch.Tensor:
         raise CnnlabError(f"image {path} does not exist: check the path")
     try:
         with Image.open(path) as img:
-            img = img.convert("L" if img.mode in ("1", "L", "I;16", "I", "F") else "RGB")
-            arr = np.asarray(img)
+            return image_tensor(img)
     except (UnidentifiedImageError, OSError, ValueError):
         raise CnnlabError(f"{path} is not an image cnnlab can read (PNG, JPEG, GIF, WebP, BMP)") from None
-    tensor = torch.from_numpy(arr.copy())
+
+
+def image_tensor(img: Any) -> torch.Tensor:
+    """An open Pillow image as a uint8 C x H x W tensor: 1 channel for grey modes, else 3 (RGB)."""
+    import numpy as np
+
+    img = img.convert("L" if img.mode in ("1", "L", "I;16", "I", "F") else "RGB")
+    tensor = torch.from_numpy(np.asarray(img).copy())
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
 
 

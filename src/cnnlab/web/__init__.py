@@ -1,0 +1,23 @@
+"""The explorer: a local web page over cnnlab's analyzer, convolution stepper, pictures and runs.
+
+``cnnlab serve`` starts it; :func:`create_app` gives the Flask application for tests or
+another WSGI server. Flask is an optional dependency (``pip install 'cnnlab[web]'``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["create_app", "serve"]
+
+
+def create_app(runs_dir: Any = "runs", loopback_only: bool = True) -> Any:
+    from cnnlab.web.app import create_app as _create
+
+    return _create(runs_dir, loopback_only)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, runs: Any = "runs") -> None:
+    from cnnlab.web.server import serve as _serve
+
+    _serve(host, port, runs)

@@ -1,0 +1,493 @@
+"""The explorer's JSON API: every endpoint, its numbers against independent sources, and every bad request.
+
+Most tests use Flask's test client (no socket); the last ones start the real threaded server
+and ``cnnlab serve`` to check that bad requests never stop it and that Ctrl-C shuts it down.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flask")
+
+import torch
+import torchvision
+from PIL import Image
+
+import cnnlab
+from cnnlab.train.inference import predict
+from cnnlab.web.api import LIMITS
+from cnnlab.web.app import ENDPOINTS, create_app
+from cnnlab.web.server import make_server
+
+
+@pytest.fixture(scope="module")
+def runs(trained_run: Path) -> Path:
+    return trained_run.parent
+
+
+@pytest.fixture(scope="module")
+def client(runs: Path):
+    return create_app(runs).test_client()
+
+
+def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def decode_data_url(url: str) -> Image.Image:
+    assert url.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+def error(response, status: int) -> str:
+    """The one-line message of a JSON error answer with ``status``."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error", "status"} and body["status"] == status
+    assert "Traceback" not in body["error"] and "\n" not in body["error"]
+    return body["error"]
+
+
+def still_answers(client) -> None:
+    response = client.get("/api/health")
+    assert response.status_code == 200 and response.get_json()["ok"] is True
+
+
+# --------------------------------------------------------------------------------------
+# Page, listing, models
+# --------------------------------------------------------------------------------------
+
+
+def test_page_and_static_files_are_served_with_safe_headers(client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and b"cnnlab" in page.data and b"/static/app.js" in page.data
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+def test_api_lists_every_endpoint_and_the_limits(client) -> None:
+    body = client.get("/api").get_json()
+    assert body["endpoints"] == ENDPOINTS
+    assert body["limits"]["upload_bytes"] == 5 * 2**20
+    # Every documented route answers something other than 404.
+    for route in ENDPOINTS:
+        method, path = route.split(" ")
+        path = path.split("?")[0].replace("RUN", "lenet-mnist")
+        response = client.open(path, method=method)
+        assert response.status_code != 404, route
+
+
+def test_health_names_the_runs_folder(client, runs: Path) -> None:
+    body = client.get("/api/health").get_json()
+    assert body == {"ok": True, "version": cnnlab.__version__, "runs": str(runs.resolve())}
+
+
+def test_models_are_the_registry(client) -> None:
+    models = client.get("/api/models").get_json()["models"]
+    assert [m["name"] for m in models] == cnnlab.list_models()
+    by_name = {m["name"]: m for m in models}
+    assert by_name["resnet18"]["default_input"] == [3, 224, 224]
+    assert by_name["resnet18"]["torchvision"] == "resnet18"
+    assert by_name["lenet5"]["default_input"] == [1, 28, 28]
+
+
+# --------------------------------------------------------------------------------------
+# Architecture
+# --------------------------------------------------------------------------------------
+
+
+def test_analyze_matches_torchvision_and_real_shapes(client) -> None:
+    body = client.get("/api/analyze?model=resnet18&input=3x64x64").get_json()
+    reference = torchvision.models.resnet18()
+    assert body["totals"]["params"] == sum(p.numel() for p in reference.parameters()) == 11_689_512
+    assert body["input_size"] == [3, 64, 64]
+    # Output shapes of every module against a real forward pass with hooks.
+    seen: dict[str, list[int]] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, o, n=n: seen.__setitem__(n, list(o.shape)))
+               for n, m in reference.named_modules() if n and not list(m.children())]
+    reference.eval()
+    with torch.no_grad():
+        reference(torch.zeros(1, 3, 64, 64))
+    for h in handles:
+        h.remove()
+    modules = {layer["scope"]: layer for layer in body["layers"] if layer["kind"] == "module"}
+    for name, shape in seen.items():
+        assert modules[name]["output_shape"] == shape, name
+    conv = modules["layer1.0.conv1"]
+    assert conv["explain"][2] == "OH = floor((16 + 2*1 - 1*(3-1) - 1)/1) + 1 = 16"
+    assert conv["rf_size"] == [19, 19] and conv["rf_stride"] == [4, 4]
+    # Branches are visible: the residual adds have two inputs.
+    adds = [layer for layer in body["layers"] if len(layer["inputs"]) == 2]
+    assert len(adds) == 8
+
+
+def test_analyze_a_runs_checkpoint(client, trained_run: Path) -> None:
+    body = client.get("/api/analyze?run=lenet-mnist").get_json()
+    state = torch.load(trained_run / "best.pt", weights_only=True)["state_dict"]
+    assert body["model"] == "lenet-mnist (lenet5)"
+    assert body["input_size"] == [1, 28, 28]  # the run's data, not a guess
+    assert body["totals"]["params"] == sum(v.numel() for k, v in state.items() if "running" not in k
+                                           and "num_batches" not in k)
+
+
+def test_analyze_bad_requests(client, tmp_path: Path) -> None:
+    assert error(client.get("/api/analyze?model=resnet19"), 400) == (
+        "unknown model 'resnet19': did you mean resnet18, resnet152, resnet110? `cnnlab models` lists every model")
+    assert error(client.get("/api/analyze?model=resnet18&input=3x100000x100000"), 400) == (
+        "input 3x100000x100000 is too large for the explorer: at most 64 channels and 1024 pixels a side "
+        "(`cnnlab inspect` takes any size)")
+    assert error(client.get("/api/analyze?model=alexnet&input=3x8x8"), 400) == (
+        "input 3x8x8 is too small for alexnet: the spatial size runs out at layer 'features.2' (its input would "
+        "be 64x1x1); the smallest input that works is 3x63x63")
+    assert error(client.get("/api/analyze?model=resnet18&input=abc"), 400) == (
+        "cannot read shape 'abc': write it as CxHxW, e.g. 3x224x224")
+    assert error(client.get("/api/analyze?model=resnet18&run=lenet-mnist"), 400) == (
+        "give either model=NAME (a zoo model) or run=NAME (a run's checkpoint), not both")
+    assert error(client.get("/api/analyze?model=resnet18&depth=2"), 400) == (
+        "unknown parameter 'depth': this endpoint takes model, run, input")
+    # A user-code spec is only a name here: the file is never imported.
+    evil = tmp_path / "evil.py"
+    marker = tmp_path / "ran"
+    evil.write_text(f"open({str(marker)!r}, 'w').close()\nimport torch\nnet = torch.nn.Conv2d(3, 3, 3)\n")
+    assert error(client.get(f"/api/analyze?model={evil}:net"), 400).startswith(f"unknown model '{evil}:net'")
+    assert not marker.exists()
+    still_answers(client)
+
+
+# --------------------------------------------------------------------------------------
+# Runs and path safety
+# --------------------------------------------------------------------------------------
+
+
+def test_runs_list_and_detail(client, trained_run: Path) -> None:
+    listed = {r["name"]: r for r in client.get("/api/runs").get_json()["runs"]}
+    run = listed["lenet-mnist"]
+    result = json.loads((trained_run / "result.json").read_text())
+    assert run["status"] == "finished" and run["model"] == "lenet5" and run["dataset"] == "mnist-5k"
+    assert run["epochs_done"] == 1 and run["has_checkpoint"] is True
+    assert run["test_top1"] == result["test"]["top1"]
+    detail = client.get("/api/runs/lenet-mnist").get_json()
+    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert detail["metrics"] == records
+    assert detail["config"]["model"] == "lenet5"
+
+
+def test_a_run_in_progress_is_read_live(tmp_path: Path) -> None:
+    folder = tmp_path / "live"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model": "lenet5", "dataset": "mnist", "epochs": 5}))
+    first = {"epoch": 1, "step": 10, "train_loss": 1.0, "val_loss": 0.9, "train_top1": 0.6, "val_top1": 0.7}
+    # The second line is still being written: it is left for the next read, not reported as damage.
+    (folder / "metrics.jsonl").write_text(json.dumps(first) + "\n" + '{"epoch": 2, "step"')
+    client = create_app(tmp_path).test_client()
+    detail = client.get("/api/runs/live").get_json()
+    assert detail["metrics"] == [first] and detail["status"] == "running" and detail["epochs_done"] == 1
+    old = time.time() - 3600
+    for path in folder.iterdir():
+        os.utime(path, (old, old))
+    assert client.get("/api/runs/live").get_json()["status"] == "stopped"
+    assert error(client.get("/api/analyze?run=live"), 400) == (
+        "run 'live' has no checkpoint yet (best.pt or last.pt): wait for its first epoch")
+
+
+def test_path_traversal_is_refused(client, runs: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "config.json").write_text(json.dumps({"model": "lenet5"}))
+    link = runs / "escape"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        not_a_name = ("run {!r} is not a run name: give the name of a folder inside the runs folder "
+                      "(letters, digits, '.', '_', '-'; no paths)")
+        assert error(client.get("/api/runs/.."), 400) == not_a_name.format("..")
+        assert error(client.get("/api/runs/..%2F..%2Fetc%2Fpasswd"), 400) == not_a_name.format("../../etc/passwd")
+        assert error(client.get("/api/runs/%2Fetc"), 404) == (
+            "no such page or endpoint /api/runs//etc: GET /api lists the endpoints")
+        assert error(client.get("/api/analyze?run=../lenet-mnist"), 400) == not_a_name.format("../lenet-mnist")
+        assert error(client.get("/api/rf?run=/etc/passwd"), 400) == not_a_name.format("/etc/passwd")
+        assert error(client.post("/api/inside", data={"run": "..\\..\\x"}), 400) == not_a_name.format("..\\..\\x")
+        assert error(client.get("/api/runs/escape"), 400) == (
+            f"run 'escape' points outside the runs folder {runs.resolve()}: only runs inside it can be opened")
+        assert "escape" not in [r["name"] for r in client.get("/api/runs").get_json()["runs"]]
+        assert error(client.get("/api/runs/nothing-here"), 400) == (
+            f"no run 'nothing-here' in {runs.resolve()}: pick one from the runs list")
+    finally:
+        link.unlink()
+    still_answers(client)
+
+
+# --------------------------------------------------------------------------------------
+# Convolution stepper
+# --------------------------------------------------------------------------------------
+
+
+def test_conv_steps_are_the_hand_calculation(client) -> None:
+    x = [[1, 2, 0, 1], [3, 1, 2, 0], [0, 2, 1, 3], [1, 0, 2, 1]]
+    k = [[1, 2], [0, -1]]
+    body = client.post("/api/conv", json={"input": "1,2,0,1;3,1,2,0;0,2,1,3;1,0,2,1", "kernel": k}).get_json()
+    # out[i][j] = x[i][j] + 2*x[i][j+1] - x[i+1][j+1], e.g. out[0][0] = 1 + 2*2 - 1 = 4, out[1][2] = 2 + 0 - 3 = -1
+    assert body["output"] == [[4, 0, 2], [3, 4, -1], [4, 2, 6]]
+    assert len(body["placements"]) == 9
+    assert body["placements"][5]["expression"] == "2*1 + 0*2 + 1*0 + 3*(-1) = -1"
+    assert body["output_size_formulas"] == ["OH = floor((4 + 2*0 - (2-1) - 1)/1) + 1 = 3",
+                                            "OW = floor((4 + 2*0 - (2-1) - 1)/1) + 1 = 3"]
+    torch_out = torch.nn.functional.conv2d(torch.tensor(x).float()[None, None], torch.tensor(k).float()[None, None])
+    assert torch_out[0, 0].int().tolist() == body["output"]
+    strided = client.post("/api/conv", json={"input": x, "kernel": "1,1;1,1", "stride": 2, "padding": "1",
+                                             "dilation": [1, 1], "bias": 1}).get_json()
+    ref = torch.nn.functional.conv2d(torch.tensor(x).float()[None, None], torch.ones(1, 1, 2, 2), torch.ones(1),
+                                     stride=2, padding=1)
+    assert strided["output"] == ref[0, 0].int().tolist() == [[2, 3, 2], [4, 7, 4], [2, 3, 2]]
+
+
+def test_conv_bad_requests(client) -> None:
+    assert error(client.post("/api/conv", data="not json"), 400) == (
+        'send a JSON body (Content-Type: application/json) like {"input": "1,2;3,4", "kernel": "1,0;0,1"}')
+    assert error(client.post("/api/conv", json={"input": "1,2;3", "kernel": "1"}), 400) == (
+        "input: every row needs the same number of values, got rows of [1, 2] values")
+    assert error(client.post("/api/conv", json={"input": "1,2;3,4", "kernel": "1,1,1;1,1,1;1,1,1"}), 400) == (
+        "the 3x3 kernel (dilation 1) does not fit the 2x2 padded input: use a smaller kernel or more padding")
+    assert error(client.post("/api/conv", json={"stride": 0}), 400) == "stride must be from 1 to 32, got 0"
+    assert error(client.post("/api/conv", json={"stride": [1, 2, 3]}), 400) == (
+        "stride must be one whole number or two (rows, columns), got [1, 2, 3]")
+    assert error(client.post("/api/conv", json={"input": "1,x;3,4"}), 400) == (
+        "input: 'x' is not a number (write rows like '1,2,3;4,5,6')")
+    assert error(client.post("/api/conv", json={"kernel": {"a": 1}}), 400) == (
+        "kernel must be rows like '1,2,3;4,5,6' or a list of lists of numbers")
+    assert error(client.post("/api/conv", json={"weights": 1}), 400) == (
+        "unknown field 'weights': use input, kernel, stride, padding, dilation, bias")
+    assert error(client.post("/api/conv", json=[1, 2]), 400) == (
+        'send a JSON object like {"input": "1,2;3,4", "kernel": "1,0;0,1"}')
+    big = ";".join([",".join(["1"] * 40)] * 40)
+    assert error(client.post("/api/conv", json={"input": big}), 400) == (
+        "input is 40x40: explain is for small examples, at most 32x32")
+    assert error(client.get("/api/conv"), 405) == "GET is not allowed on /api/conv: GET /api lists the endpoints"
+    still_answers(client)
+
+
+# --------------------------------------------------------------------------------------
+# Receptive field
+# --------------------------------------------------------------------------------------
+
+
+def test_rf_box_is_the_analyzers_field_and_holds_all_the_gradient(client) -> None:
+    body = client.get("/api/rf?model=resnet18&input=3x64x64&layer=layer2.0.conv1&samples=2").get_json()
+    record = next(r for r in cnnlab.analyze("resnet18", (3, 64, 64)).layers if r.name == "layer2.0.conv1")
+    # By hand: conv1 7 (jump 2, padding 3); max pool 7 + 2*2 = 11 (jump 4, padding 3 + 1*2 = 5); four 3x3
+    # convolutions of layer1 add 2*4 each: 43 (padding 5 + 4*4 = 21); layer2.0.conv1 adds 2*4: 51 (padding 25),
+    # and its stride 2 makes the jump 8.
+    assert body["layer"]["rf_size"] == record.rf_size == [51, 51]
+    # The centre unit of the 8x8 map is (4, 4): its field starts at 4 * jump 8 - padding 25 = 7.
+    assert body["unit"] == [4, 4] and body["layer"]["rf_stride"] == [8, 8] and body["layer"]["rf_padding"] == [25, 25]
+    assert body["box"] == {"top": 7, "left": 7, "height": 51, "width": 51}
+    # No gradient can reach a pixel outside the theoretical field.
+    assert body["erf_mass_inside_box"] == pytest.approx(1.0, abs=1e-9)
+    assert decode_data_url(body["erf"]).size == (64, 64)
+    assert decode_data_url(body["image"]).size == (64, 64)
+    default = client.get("/api/rf?model=resnet18&input=3x64x64&samples=1").get_json()
+    assert default["layer"]["rf_size"][0] <= 64  # the deepest layer whose field fits
+    names = [layer["name"] for layer in default["layers"]]
+    assert names.index(default["layer"]["name"]) >= names.index("layer2.0.conv1")
+
+
+def test_rf_of_a_trained_checkpoint_and_bad_requests(client) -> None:
+    body = client.get("/api/rf?run=lenet-mnist&samples=2").get_json()
+    assert body["input_size"] == [1, 28, 28] and body["weights"] == "trained (checkpoint)"
+    assert error(client.get("/api/rf?model=resnet18&input=3x512x512"), 400) == (
+        "input 3x512x512 is too large for the explorer: at most 64 channels and 256 pixels a side "
+        "(`cnnlab inspect` takes any size)")
+    assert error(client.get("/api/rf?model=resnet18&input=3x64x64&samples=1000"), 400) == (
+        "samples must be from 1 to 32, got 1000")
+    message = error(client.get("/api/rf?model=lenet5&layer=fc1"), 400)
+    assert message.startswith("lenet5 has no convolution or pooling layer 'fc1': choose one of ")
+    still_answers(client)
+
+
+# --------------------------------------------------------------------------------------
+# Inside a trained network
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digit(tmp_path_factory) -> Path:
+    """The first test digit of MNIST-5k as a PNG file."""
+    from cnnlab.data import load_dataset
+
+    ds = load_dataset("mnist-5k", limit=10)
+    path = tmp_path_factory.mktemp("img") / "digit.png"
+    Image.fromarray(ds.test.images[0, 0].numpy()).save(path)
+    return path
+
+
+def test_inside_prediction_matches_predict_and_shows_maps(client, trained_run: Path, digit: Path) -> None:
+    response = client.post("/api/inside", data={"run": "lenet-mnist", "top": "3",
+                                                "image": (io.BytesIO(digit.read_bytes()), "digit.png")})
+    body = response.get_json()
+    assert response.status_code == 200, body
+    expected = predict(trained_run, [digit], top=3)[0]["top"]
+    assert [p["class"] for p in body["predictions"]] == [p["class"] for p in expected]
+    for got, want in zip(body["predictions"], expected, strict=True):
+        assert got["probability"] == pytest.approx(want["probability"], abs=1e-5)
+    assert body["weights"] == "trained (checkpoint)"
+    layers = [f["layer"] for f in body["features"]]
+    assert layers == ["features.0", "features.3"]  # LeNet-5's first and last convolution
+    assert [len(f["images"]) for f in body["features"]] == [6, 8]  # 6 maps, then the first 8 of 16
+    assert decode_data_url(body["features"][1]["images"][0]).size == (10, 10)
+    assert body["gradcam"]["class"] == body["predictions"][0]["class"]
+    assert decode_data_url(body["gradcam"]["image"]).size == (28, 28)
+
+
+def test_inside_zoo_model_with_the_sample_photo(client) -> None:
+    body = client.post("/api/inside", data={"model": "resnet20"}).get_json()
+    assert body["input_size"] == [3, 32, 32] and len(body["predictions"]) == 5
+    assert body["predictions"][0]["class"].startswith("class ")
+    assert body["weights"].startswith("random (seed 0)")
+
+
+def test_inside_bad_uploads(client) -> None:
+    def post(data: bytes, name: str = "x.png", mimetype: str = "image/png", **form: str):
+        return client.post("/api/inside", data={"run": "lenet-mnist", **form,
+                                                "image": (io.BytesIO(data), name, mimetype)})
+
+    assert error(post(b"hello, not a picture"), 400) == "the upload is not an image: send PNG, JPEG, GIF, BMP or WebP"
+    assert error(post(b"%PDF-1.4", "x.pdf", "application/pdf"), 400) == (
+        "the upload is application/pdf, not an image: send PNG, JPEG, GIF, BMP or WebP")
+    tiff = png_bytes(Image.new("L", (8, 8)), "TIFF")
+    assert error(post(tiff, "x.tif", "image/tiff"), 400) == "the upload is a TIFF file: send PNG, JPEG, GIF, BMP or WebP"
+    huge = png_bytes(Image.new("1", (8000, 6000)))  # a small file that would decode to 48 million pixels
+    assert error(post(huge), 400) == "the image is 8000x6000 pixels: at most 40 million pixels"
+    assert error(post(b"x" * (LIMITS["upload_bytes"] + 100 * 1024)), 413) == (
+        "the upload is larger than the 5 MB limit: send a smaller image")
+    assert error(post(b""), 400) == "the upload is empty: choose an image file (PNG, JPEG, GIF, BMP or WebP)"
+    assert error(post(png_bytes(Image.new("L", (8, 8))), top="0"), 400) == "top must be from 1 to 20, got 0"
+    assert error(client.post("/api/inside", data={"run": "lenet-mnist", "path": "/etc/passwd"}), 400) == (
+        "unknown field 'path': send model or run, top, layers and an image file")
+    assert error(client.post("/api/inside", data={"model": "lenet5", "layers": "nope"}), 400) == (
+        "the model has no layer 'nope': valid names are features.0, features.3")
+    still_answers(client)
+
+
+# --------------------------------------------------------------------------------------
+# Compare, unknown routes, internal errors, host check
+# --------------------------------------------------------------------------------------
+
+
+def test_compare_rows_are_the_analyzers(client) -> None:
+    body = client.get("/api/compare?models=resnet18,vgg11&input=3x64x64").get_json()
+    for row, name in zip(body["rows"], ["resnet18", "vgg11"], strict=True):
+        report = cnnlab.analyze(name, (3, 64, 64))
+        assert row["model"] == name and row["params"] == report.params and row["macs"] == report.macs
+    assert body["rows"][1]["params"] == sum(p.numel() for p in torchvision.models.vgg11().parameters())
+    too_many = ",".join(["resnet18"] * 13)
+    assert error(client.get(f"/api/compare?models={too_many}"), 400) == (
+        "13 models is too many to compare at once: at most 12")
+    assert error(client.get("/api/compare"), 400) == (
+        "models is missing: give zoo model names separated by commas, e.g. resnet18,vgg11")
+    assert error(client.get("/api/compare?models=resnet18,vgg99"), 400).startswith("unknown model 'vgg99'")
+
+
+def test_unknown_routes_and_internal_errors_are_json(runs: Path, monkeypatch) -> None:
+    app = create_app(runs)
+    client = app.test_client()
+    assert error(client.get("/api/nothing"), 404) == "no such page or endpoint /api/nothing: GET /api lists the endpoints"
+    assert error(client.delete("/api/models"), 405) == (
+        "DELETE is not allowed on /api/models: GET /api lists the endpoints")
+    explorer = app.extensions["cnnlab_explorer"]
+
+    def broken() -> None:
+        raise RuntimeError("something deep broke\nsecond line")
+
+    monkeypatch.setattr(explorer, "models", broken)
+    assert error(client.get("/api/models"), 500) == (
+        "internal error (RuntimeError: something deep broke); the server keeps running")
+    still_answers(client)
+
+
+def test_host_header_must_be_loopback(runs: Path) -> None:
+    client = create_app(runs).test_client()
+    assert error(client.get("/api/health", headers={"Host": "attacker.example:8765"}), 400) == (
+        "host 'attacker.example:8765' is not a loopback name: open the page at http://127.0.0.1:PORT/ "
+        "(or start cnnlab serve with --host)")
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "127.0.0.2"):
+        assert client.get("/api/health", headers={"Host": host}).status_code == 200, host
+    open_client = create_app(runs, loopback_only=False).test_client()
+    assert open_client.get("/api/health", headers={"Host": "lab.example:8765"}).status_code == 200
+
+
+# --------------------------------------------------------------------------------------
+# The real server
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def live(runs: Path):
+    server = make_server("127.0.0.1", 0, runs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.shutdown()
+    server.server_close()
+
+
+def fetch(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_real_server_keeps_answering_after_bad_requests(live: str) -> None:
+    assert fetch(f"{live}/api/runs/..%2F..%2Fetc")[0] == 400
+    assert fetch(f"{live}/api/analyze?model=resnet18&input=3x99999x99999")[0] == 400
+    assert fetch(f"{live}/api/conv", b"{not json", {"Content-Type": "application/json"})[0] == 400
+    boundary = "cnnlabtest"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + b"\0" * (6 * 2**20) + f"\r\n--{boundary}--\r\n".encode()
+    status, answer = fetch(f"{live}/api/inside", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 413 and answer["error"] == "the upload is larger than the 5 MB limit: send a smaller image"
+    status, answer = fetch(f"{live}/api/analyze?model=resnet18&input=3x64x64")
+    assert status == 200 and answer["totals"]["params"] == 11_689_512
+
+
+def test_cli_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab.cli", "serve", "--port", "0", "--runs", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("cnnlab explorer at http://127.0.0.1:"), line
+        url = line.split()[3]
+        assert fetch(f"{url}api/health")[1]["runs"] == str(tmp_path.resolve())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip() == "cnnlab explorer stopped" and "Traceback" not in err
+
+
+def test_cli_serve_port_in_use_is_one_line(cli, live: str) -> None:
+    port = live.rsplit(":", 1)[1]
+    code, _out, err = cli("serve", "--port", port)
+    assert code == 2
+    assert err == (f"cnnlab: error: port {port} on 127.0.0.1 is already in use: choose another with --port "
+                   "(--port 0 picks a free one)\n")
