@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +30,6 @@ import cnnlab
 from cnnlab.train.inference import predict
 from cnnlab.web.api import LIMITS
 from cnnlab.web.app import ENDPOINTS, create_app
-from cnnlab.web.server import make_server
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +180,7 @@ def test_runs_list_and_detail(client, trained_run: Path) -> None:
     run = listed["lenet-mnist"]
     result = json.loads((trained_run / "result.json").read_text())
     assert run["status"] == "finished" and run["model"] == "lenet5" and run["dataset"] == "mnist-5k"
-    assert run["epochs_done"] == 1 and run["has_checkpoint"] is True
+    assert run["epochs_done"] == 2 and run["has_checkpoint"] is True
     assert run["test_top1"] == result["test"]["top1"]
     detail = client.get("/api/runs/lenet-mnist").get_json()
     records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
@@ -438,13 +436,8 @@ def test_host_header_must_be_loopback(runs: Path) -> None:
 
 
 @pytest.fixture
-def live(runs: Path):
-    server = make_server("127.0.0.1", 0, runs)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-    server.server_close()
+def live(explorer_url: str) -> str:
+    return explorer_url
 
 
 def fetch(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -491,3 +484,16 @@ def test_cli_serve_port_in_use_is_one_line(cli, live: str) -> None:
     assert code == 2
     assert err == (f"cnnlab: error: port {port} on 127.0.0.1 is already in use: choose another with --port "
                    "(--port 0 picks a free one)\n")
+
+
+def test_concurrent_analysis_requests_are_all_answered_correctly(live: str) -> None:
+    """A small version of bench/serve_load.py: 16 client threads, every answer checked."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serve_load", Path(__file__).parents[1] / "bench" / "serve_load.py")
+    load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load)
+    sides = [64] * 48 + list(range(40, 56))
+    expected = load.expected_for(sorted(set(sides)))
+    result = load.run_load(live, sides, expected, concurrency=16)
+    assert result["failures"] == [] and result["correct"] == len(sides) == 64

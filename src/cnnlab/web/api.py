@@ -279,8 +279,8 @@ class Explorer:
         with torch.device("meta"), _skip_init():
             return create_model(spec["name"], **spec.get("kwargs", {}))
 
-    def report(self, model: str | None = None, input: str | None = None, run: str | None = None) -> Any:
-        """The analyzer's :class:`~cnnlab.analysis.records.Report` (cached per model and size)."""
+    def _entry(self, model: str | None, input: str | None, run: str | None) -> dict[str, Any]:
+        """The cache entry of one analysis: the report, and its JSON once it has been asked for."""
         from cnnlab.analysis import analyze
 
         label, key, default = self._source(model, run)
@@ -294,10 +294,21 @@ class Explorer:
             else:
                 report = analyze(self._meta_module(key), size)
                 report.model = label
-        return self._reports.put((key, size), report)
+        return self._reports.put((key, size), {"report": report, "json": None})
+
+    def report(self, model: str | None = None, input: str | None = None, run: str | None = None) -> Any:
+        """The analyzer's :class:`~cnnlab.analysis.records.Report` (cached per model and size)."""
+        return self._entry(model, input, run)["report"]
 
     def analyze(self, model: str | None = None, input: str | None = None, run: str | None = None) -> dict[str, Any]:
         return self.report(model, input, run).to_dict(explain=True)
+
+    def analyze_json(self, model: str | None = None, input: str | None = None, run: str | None = None) -> bytes:
+        """:meth:`analyze` as JSON bytes, encoded once per cached report (a repeated request costs no encoding)."""
+        entry = self._entry(model, input, run)
+        if entry["json"] is None:
+            entry["json"] = json.dumps(entry["report"].to_dict(explain=True), separators=(",", ":")).encode()
+        return entry["json"]
 
     def compare(self, models: str | Sequence[str], input: str | None = None) -> dict[str, Any]:
         from cnnlab.analysis.render import compare_rows

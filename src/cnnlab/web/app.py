@@ -141,7 +141,7 @@ def create_app(runs_dir: str | Path = "runs", loopback_only: bool = True) -> Fla
 
     @app.get("/api/analyze")
     def _analyze() -> Any:
-        return jsonify(explorer.analyze(**_args("model", "run", "input")))
+        return Response(explorer.analyze_json(**_args("model", "run", "input")), mimetype="application/json")
 
     @app.get("/api/compare")
     def _compare() -> Any:
