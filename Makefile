@@ -14,15 +14,15 @@ INSTALLED := $(VENV)/.installed
 DATA := $(VENV)/.data
 PYTEST_ARGS ?=
 
-.PHONY: run test test-all test-slow setup data lint bench clean
+.PHONY: run test test-all test-slow setup browser data lint bench clean
 
 run: setup
 	$(VENV)/bin/cnnlab train
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-all: setup
+test-all: setup browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-slow: setup
@@ -40,6 +40,10 @@ $(INSTALLED): pyproject.toml | $(PY)
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
+
+# Debian's Chromium for the explorer's browser tests (checked every time: it lives outside the venv).
+browser:
+	@scripts/setup-browser.sh
 
 $(DATA): scripts/setup-data.sh | $(INSTALLED)
 	scripts/setup-data.sh $(PY)

@@ -92,9 +92,7 @@ function fillSources() {
     const keep = select.value;
     select.replaceChildren();
     const zoo = el("optgroup", { label: "Zoo models (random weights)" });
-    const families = {};
     for (const m of state.models) zoo.append(el("option", { value: `model:${m.name}`, text: `${m.name}  (${m.family})` }));
-    void families;
     const runs = el("optgroup", { label: "Runs (trained checkpoints)" });
     for (const r of state.runs.filter((r) => r.has_checkpoint)) {
       runs.append(el("option", { value: `run:${r.name}`, text: `${r.name}  (${r.model})` }));
@@ -184,6 +182,14 @@ function drawGraph(layers) {
   svg.append(edges, nodes);
 }
 
+// Bring ``target`` into view inside its scrolling ``box`` only: the page itself does not move.
+function scrollWithin(box, target) {
+  if (!box) return;
+  const b = box.getBoundingClientRect(), t = target.getBoundingClientRect();
+  if (t.top < b.top + 30 || t.bottom > b.bottom) box.scrollTop += t.top - b.top - b.height / 3;
+  if (t.left < b.left || t.right > b.right) box.scrollLeft += t.left - b.left - 20;
+}
+
 function rfText(layer) {
   if (!layer.rf_size) return "–";
   return `${layer.rf_size.join("×")} / ${layer.rf_stride.join("×")}`;
@@ -234,7 +240,7 @@ function selectLayer(name, from) {
   for (const tr of document.querySelectorAll("#arch-table tbody tr")) tr.classList.toggle("selected", tr.dataset.name === name);
   const target = from === "graph" ? document.querySelector(`#arch-table tr[data-name="${CSS.escape(name)}"]`)
     : document.querySelector(`#arch-graph .node[data-name="${CSS.escape(name)}"]`);
-  if (target) target.scrollIntoView({ block: "nearest", inline: "nearest" });
+  if (target) scrollWithin(target.closest(".table-box, .graph-box"), target);
   const dl = el("dl");
   const row = (k, v) => dl.append(el("dt", { text: k }), el("dd", { text: v }));
   row("op", layer.op);
@@ -270,7 +276,7 @@ async function analyze() {
     drawTable(report);
     const first = report.layers.find((l) => l.weighted) || report.layers[0];
     if (first) selectLayer(first.name, "graph");
-    $("#arch-graph").dataset.ready = report.model;
+    $("#arch-graph").dataset.ready = `${report.model}@${report.input_size.join("x")}`;
   });
 }
 
@@ -398,16 +404,13 @@ views.conv = {
 
 // ---- receptive field --------------------------------------------------------------------------
 
-function drawBox(svg, size, box, unit, jump) {
+// The field's box in input pixels over a picture of the input, and a dot at the field's centre.
+function drawBox(svg, size, box) {
   const [h, w] = size;
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   svg.setAttribute("preserveAspectRatio", "none");
   svg.replaceChildren(svgEl("rect", { class: "field", x: box.left, y: box.top, width: box.width, height: box.height }));
-  if (unit) {
-    const cy = box.top + box.height / 2, cx = box.left + box.width / 2;
-    svg.append(svgEl("circle", { cx, cy, r: Math.max(0.6, Math.min(h, w) / 90) }));
-    void jump;
-  }
+  svg.append(svgEl("circle", { cx: box.left + box.width / 2, cy: box.top + box.height / 2, r: Math.max(0.6, Math.min(h, w) / 90) }));
 }
 
 async function measureRf() {
@@ -425,8 +428,8 @@ async function measureRf() {
     $("#rf-image").src = d.image;
     $("#rf-erf").src = d.erf;
     const size = d.input_size.slice(1);
-    drawBox($("#rf-image-svg"), size, d.box, d.unit);
-    drawBox($("#rf-erf-svg"), size, d.box, d.unit);
+    drawBox($("#rf-image-svg"), size, d.box);
+    drawBox($("#rf-erf-svg"), size, d.box);
     const L = d.layer;
     const beyond = L.rf_size[0] > size[0] || L.rf_size[1] > size[1];
     const dl = el("dl");
@@ -521,6 +524,7 @@ function lineChart({ title, xlabel, ylabel, series, width = 440, height = 260, l
   if (log) { const padX = (x1 - x0) * 0.08; x0 -= padX; x1 += padX; }
   const X = (v) => m.l + ((tx(v) - x0) / (x1 - x0)) * (width - m.l - m.r);
   const Y = (v) => height - m.b - ((tx(v) - y0) / (y1 - y0)) * (height - m.t - m.b);
+  const xLabel = (v) => (log ? fmtBig(10 ** v) : String(+v.toPrecision(3)));
   const label = (v) => (log ? fmtBig(10 ** v) : percent ? `${(100 * v).toFixed(0)}%` : String(+v.toPrecision(3)));
   for (const v of ticks(y0, y1)) {
     if (log && !Number.isInteger(v)) continue;
@@ -531,7 +535,7 @@ function lineChart({ title, xlabel, ylabel, series, width = 440, height = 260, l
   for (const v of ticks(x0, x1, 6)) {
     if (!Number.isInteger(v)) continue;
     const x = m.l + ((v - x0) / (x1 - x0)) * (width - m.l - m.r);
-    svg.append(svgEl("text", { x, y: height - m.b + 14, "text-anchor": "middle", class: "tick" }, label(v)));
+    svg.append(svgEl("text", { x, y: height - m.b + 14, "text-anchor": "middle", class: "tick" }, xLabel(v)));
   }
   svg.append(svgEl("line", { x1: m.l, x2: width - m.r, y1: height - m.b, y2: height - m.b, class: "axis" }));
   svg.append(svgEl("line", { x1: m.l, x2: m.l, y1: m.t, y2: height - m.b, class: "axis" }));
@@ -554,14 +558,17 @@ function lineChart({ title, xlabel, ylabel, series, width = 440, height = 260, l
     svg.append(svgEl("path", attrs));
     for (const [x, y] of s.points) svg.append(svgEl("circle", { cx: X(x), cy: Y(y), r: 2.5, fill: color }));
   });
-  const named = series.filter((s) => s.name && !s.scatter);
-  named.forEach((s, i) => {
+  // The legend sits in the title row, right-aligned, so it never covers a curve.
+  let right = width - m.r;
+  for (const s of series.filter((t) => t.name && !t.scatter).reverse()) {
     const color = s.color || COLORS[series.indexOf(s) % COLORS.length];
-    const y = m.t + 10 + i * 14, x = width - m.r - 150;
-    const line = { x1: x, x2: x + 18, y1: y - 3, y2: y - 3, stroke: color, "stroke-width": 2 };
+    const text = svgEl("text", { x: right, y: 15, "text-anchor": "end", class: "tick" }, s.name);
+    const x = right - 6.2 * s.name.length - 24;
+    const line = { x1: x, x2: x + 18, y1: 12, y2: 12, stroke: color, "stroke-width": 2 };
     if (s.dash) line["stroke-dasharray"] = "5 4";
-    svg.append(svgEl("line", line), svgEl("text", { x: x + 22, y, class: "tick" }, s.name));
-  });
+    svg.append(svgEl("line", line), text);
+    right = x - 12;
+  }
   return svg;
 }
 
@@ -625,9 +632,14 @@ async function compareRuns() {
   if (names.length < 1) { $("#runs-compare").replaceChildren(el("p", { class: "hint", text: "Check one or more runs first." })); return; }
   const details = await Promise.all(names.map((n) => api(`/api/runs/${encodeURIComponent(n)}`)));
   const series = (key) => details.map((d) => ({ name: d.name, points: d.metrics.map((m) => [m.epoch, m[key]]) }));
-  const keys = ["model", "dataset", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "augment"];
+  // The model, data and length, then every other setting on which the runs differ.
+  const fixed = ["model", "dataset", "epochs"];
+  const differ = Object.keys(details[0].config).filter((k) => !fixed.includes(k) && k !== "name"
+    && details.some((d) => JSON.stringify(d.config[k]) !== JSON.stringify(details[0].config[k])));
+  const keys = [...fixed, ...differ];
   const head = el("tr", {}, el("th", { text: "" }), ...details.map((d) => el("th", { text: d.name })));
-  const rows = keys.map((k) => el("tr", {}, el("td", { text: k }), ...details.map((d) => el("td", { text: JSON.stringify(d.config[k] ?? null) }))));
+  const show = (v) => (v === undefined || v === null ? "–" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  const rows = keys.map((k) => el("tr", {}, el("td", { text: k }), ...details.map((d) => el("td", { text: show(d.config[k]) }))));
   rows.push(el("tr", {}, el("td", { text: "best val top-1" }), ...details.map((d) => el("td", { text: fmtPct(d.best_val_top1) }))));
   rows.push(el("tr", {}, el("td", { text: "test top-1" }), ...details.map((d) => el("td", { text: fmtPct(d.test_top1) }))));
   $("#runs-compare").replaceChildren(el("h3", { text: "Side by side" }),

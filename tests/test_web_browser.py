@@ -1,0 +1,263 @@
+"""The explorer in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+The set-up installs Chromium where it can (``scripts/setup-browser.sh``); Playwright's own
+browser download is never used. Without a browser these tests are skipped, unless
+``CNNLAB_REQUIRE_BROWSER=1`` (continuous integration) makes that a failure. Screenshots go to
+the test's folder and, when ``CNNLAB_SCREENSHOTS=DIR`` is set, to DIR as well (the README's
+pictures come from there).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flask")
+
+import torch
+import torchvision
+from PIL import Image
+
+import cnnlab
+from cnnlab.train.inference import predict
+
+CHROMIUM = os.environ.get("CNNLAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
+REQUIRED = os.environ.get("CNNLAB_REQUIRE_BROWSER") == "1"
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if not Path(CHROMIUM).is_file():
+        return f"no Chromium at {CHROMIUM} (scripts/setup-browser.sh installs Debian's chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = _missing()
+    if reason:
+        if REQUIRED:
+            pytest.fail(f"browser tests are required here but {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def runs(trained_run: Path) -> Path:
+    return trained_run.parent
+
+
+@pytest.fixture(scope="module")
+def url(explorer_url: str) -> str:
+    return explorer_url + "/"
+
+
+@pytest.fixture
+def page(browser, url: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def shot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    assert path.stat().st_size > 10_000
+    target = os.environ.get("CNNLAB_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
+    return path
+
+
+def wait_until(check, timeout: float = 60.0, what: str = "the page") -> None:
+    """Poll ``check()`` from Python (the page's CSP forbids evaluating strings inside it)."""
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", "").strip())
+
+
+def test_architecture_table_totals_and_formulas(page, tmp_path: Path) -> None:
+    page.select_option("#arch-source", "model:resnet18")
+    page.fill("#arch-input", "3x64x64")
+    page.click("#arch-go")
+    page.wait_for_selector("#arch-graph[data-ready='resnet18@3x64x64']")
+    total = number(page.inner_text("#arch-total-params"))
+    assert total == cnnlab.analyze("resnet18", (3, 64, 64)).params
+    assert total == sum(p.numel() for p in torchvision.models.resnet18().parameters())
+    report = cnnlab.analyze("resnet18", (3, 64, 64))
+    assert page.locator("#arch-graph .node").count() == len(report.layers)
+    assert page.locator("#arch-graph .edge").count() == sum(len(r.inputs) for r in report.layers)
+    assert page.locator("#arch-table tbody tr").count() == len(report.layers)
+    page.click("#arch-graph .node[data-name='layer1.0.conv1']")
+    assert "OH = floor((16 + 2*1 - 1*(3-1) - 1)/1) + 1 = 16" in page.inner_text("#arch-formula")
+    assert page.locator("#arch-table tr.selected").get_attribute("data-name") == "layer1.0.conv1"
+    shot(page, tmp_path, "explorer-architecture")
+
+
+def test_branches_of_an_inception_network_are_drawn_side_by_side(page) -> None:
+    page.select_option("#arch-source", "model:googlenet")
+    page.fill("#arch-input", "3x224x224")
+    page.click("#arch-go")
+    page.wait_for_selector("#arch-graph[data-ready='googlenet@3x224x224']")
+    # The four branches of an Inception block start at the same depth, so they share a row side by side.
+    heads = ["inception3a.branch1.conv", "inception3a.branch2.0.conv", "inception3a.branch3.0.conv",
+             "inception3a.branch4.0"]
+    places = [page.get_attribute(f"#arch-graph .node[data-name='{name}']", "transform") for name in heads]
+    assert len({p.split(",")[1] for p in places}) == 1
+    assert len({p.split(",")[0] for p in places}) == 4
+
+
+def test_bad_input_shows_the_servers_message_and_the_page_recovers(page) -> None:
+    page.fill("#arch-input", "3x100000x100000")
+    page.click("#arch-go")
+    page.wait_for_selector("#message:not([hidden])")
+    assert page.inner_text("#message") == (
+        "input 3x100000x100000 is too large for the explorer: at most 64 channels and 1024 pixels a side "
+        "(`cnnlab inspect` takes any size)")
+    page.fill("#arch-input", "3x32x32")
+    page.click("#arch-go")
+    page.wait_for_selector("#arch-graph[data-ready='resnet18@3x32x32']")
+    assert page.is_hidden("#message")
+
+
+def test_convolution_stepper_reaches_the_hand_computed_output(page, tmp_path: Path) -> None:
+    page.click("#tabs button[data-view='conv']")
+    page.fill("#conv-input", "1,2,0,1\n3,1,2,0\n0,2,1,3\n1,0,2,1")
+    page.fill("#conv-kernel", "1,2\n0,-1")
+    page.click("#conv-compute")
+    wait_until(lambda: page.inner_text("#conv-counter") == "placement 0 of 9", what="the stepper")
+    page.click("#conv-next")
+    assert page.inner_text("#conv-counter") == "placement 1 of 9"
+    assert page.inner_text("#conv-expression") == "output[0][0] = 1*1 + 2*2 + 3*0 + 1*(-1) = 4"
+    assert page.locator("#conv-padded td.win").count() == 4
+    page.click("#conv-next")
+    page.click("#conv-next")
+    shot(page, tmp_path, "explorer-convolution")
+    page.click("#conv-end")
+    assert page.inner_text("#conv-counter") == "placement 9 of 9"
+    cells = [[number(td) for td in row.locator("td").all_inner_texts()] for row in page.locator("#conv-output tr").all()]
+    # out[i][j] = x[i][j] + 2*x[i][j+1] - x[i+1][j+1]: out[0][0] = 1 + 4 - 1 = 4, out[1][2] = 2 + 0 - 3 = -1, ...
+    assert cells == [[4, 0, 2], [3, 4, -1], [4, 2, 6]]
+    x = torch.tensor([[1, 2, 0, 1], [3, 1, 2, 0], [0, 2, 1, 3], [1, 0, 2, 1]]).float()
+    k = torch.tensor([[1, 2], [0, -1]]).float()
+    assert torch.nn.functional.conv2d(x[None, None], k[None, None])[0, 0].int().tolist() == cells
+    page.click("#conv-first")
+    assert page.locator("#conv-output td.filled").count() == 0
+
+
+def test_receptive_field_box_is_drawn_where_the_analyzer_puts_it(page, tmp_path: Path) -> None:
+    page.click("#tabs button[data-view='rf']")
+    page.select_option("#rf-source", "model:resnet18")
+    page.fill("#rf-input", "3x64x64")
+    page.fill("#rf-samples", "2")
+    page.click("#rf-go")
+    page.wait_for_selector("#rf-detail[data-ready]")
+    page.select_option("#rf-layer", "layer2.0.conv1")
+    page.wait_for_selector("#rf-detail[data-ready='layer2.0.conv1']")
+    rect = page.locator("#rf-image-svg rect.field")
+    # layer2.0.conv1 at 64x64: field 51, jump 8, padding 25; centre unit (4, 4) -> 4*8 - 25 = 7.
+    assert [rect.get_attribute(a) for a in ("x", "y", "width", "height")] == ["7", "7", "51", "51"]
+    assert page.locator("#rf-erf-svg rect.field").get_attribute("width") == "51"
+    assert page.evaluate("document.querySelector('#rf-erf').naturalWidth") == 64
+    assert "100.00%" in page.inner_text("#rf-detail")
+    shot(page, tmp_path, "explorer-receptive-field")
+
+
+def test_inside_a_trained_checkpoint_with_an_uploaded_digit(page, trained_run: Path, tmp_path: Path) -> None:
+    from cnnlab.data import load_dataset
+
+    digit = tmp_path / "digit.png"
+    Image.fromarray(load_dataset("mnist-5k", limit=10).test.images[3, 0].numpy()).save(digit)
+    page.click("#tabs button[data-view='inside']")
+    page.select_option("#inside-source", "run:lenet-mnist")
+    page.set_input_files("#inside-file", str(digit))
+    page.click("#inside-go")
+    page.wait_for_selector("#inside-features .fmap-row")
+    expected = predict(trained_run, [digit], top=5)[0]["top"]
+    shown = page.locator("#inside-predictions li").evaluate_all("items => items.map(li => li.dataset.class)")
+    assert shown == [p["class"] for p in expected]
+    assert page.locator("#inside-features .fmap-row").count() == 2
+    assert page.locator("#inside-features img.fmap").count() == 6 + 8
+    widths = page.locator("#inside-features img.fmap").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+    assert widths == [28] * 6 + [10] * 8  # LeNet-5's first (6x28x28) and last (16x10x10) convolutions
+    assert page.evaluate("document.querySelector('#inside-gradcam').naturalWidth") == 28
+    shot(page, tmp_path, "explorer-inside")
+
+
+def test_a_runs_curve_appears_while_it_trains(page, runs: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "cnnlab.cli", "train", "--dataset", "mnist-5k", "--limit", "2000", "--epochs", "500",
+           "--batch-size", "50", "--eval-batch-size", "500", "--device", "cpu", "--out", str(runs), "--name",
+           "live-run", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        page.click("#tabs button[data-view='runs']")
+        page.wait_for_selector("#runs-table tr[data-name='live-run']", timeout=90_000)
+        page.click("#runs-table tr[data-name='live-run'] td:nth-child(2)")
+        page.wait_for_selector("#run-curves path.series", timeout=90_000)
+        first = int(page.get_attribute("#run-detail", "data-epochs"))
+        # The page refreshes by itself: later epochs arrive without a reload.
+        wait_until(lambda: int(page.get_attribute("#run-detail", "data-epochs")) > first, 90,
+                   "a later epoch on the page")
+        assert proc.poll() is None, "the run finished before the page showed its curve"
+        assert page.inner_text("#runs-table tr[data-name='live-run'] .status") == "running"
+        page.check("#runs-table tr[data-name='live-run'] .run-check")
+        page.check("#runs-table tr[data-name='lenet-mnist'] .run-check")
+        page.click("#runs-compare-go")
+        page.wait_for_selector("#runs-compare-table")
+        assert page.locator("#runs-compare-table thead th").all_inner_texts()[1:] == ["live-run", "lenet-mnist"]
+        shot(page, tmp_path, "explorer-runs")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    deadline = time.time() + 10
+    while time.time() < deadline and not (runs / "live-run" / "last.pt").exists():
+        time.sleep(0.2)
+    assert (runs / "live-run" / "last.pt").exists()
+
+
+def test_compare_view_table_and_plot(page, tmp_path: Path) -> None:
+    page.click("#tabs button[data-view='compare']")
+    page.wait_for_selector("#compare-table tbody tr")
+    page.fill("#compare-models", "resnet18,vgg11,densenet121")
+    page.fill("#compare-input", "3x64x64")
+    page.click("#compare-go")
+    page.wait_for_selector("#compare-table tbody tr[data-name='densenet121']")
+    for name in ("resnet18", "vgg11", "densenet121"):
+        cell = page.inner_text(f"#compare-table tr[data-name='{name}'] td[data-key='params']")
+        assert number(cell) == cnnlab.analyze(name, (3, 64, 64)).params
+    assert page.locator("#compare-plot circle.point").count() == 3
+    shot(page, tmp_path, "explorer-compare")
