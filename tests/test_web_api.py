@@ -159,6 +159,8 @@ def test_analyze_bad_requests(client, tmp_path: Path) -> None:
         "cannot read shape 'abc': write it as CxHxW, e.g. 3x224x224")
     assert error(client.get("/api/analyze?model=resnet18&run=lenet-mnist"), 400) == (
         "give either model=NAME (a zoo model) or run=NAME (a run's checkpoint), not both")
+    assert error(client.get("/api/analyze?input=3x32x32"), 400) == (
+        "no model: give model=NAME (a zoo model, see /api/models) or run=NAME (a run's checkpoint, see /api/runs)")
     assert error(client.get("/api/analyze?model=resnet18&depth=2"), 400) == (
         "unknown parameter 'depth': this endpoint takes model, run, input")
     # A user-code spec is only a name here: the file is never imported.

@@ -249,8 +249,11 @@ class Explorer:
         """(label, cache key, default input) of a zoo model or a run's checkpoint."""
         from cnnlab.models.registry import model_info
 
-        if bool(model) == bool(run):
+        if model and run:
             raise CnnlabError("give either model=NAME (a zoo model) or run=NAME (a run's checkpoint), not both")
+        if not model and not run:
+            raise CnnlabError("no model: give model=NAME (a zoo model, see /api/models) or run=NAME (a run's "
+                              "checkpoint, see /api/runs)")
         if model:
             name = self._zoo_name(model)
             return name, ("model", name), tuple(model_info(name).default_input)
