@@ -131,29 +131,42 @@ const OP_COLORS = [
 ];
 const opColor = (op) => (OP_COLORS.find(([re]) => re.test(op)) || [null, "#ffffff"])[1];
 
+// Layout: a node's row is its depth (the longest path from the input) and its column a lane.
+// A chain stays in its lane, a fork gives its consumers neighbouring lanes (the four branches
+// of an Inception block, a projection shortcut beside its block), and a merge (an add or a
+// concatenation) returns to the leftmost lane of its inputs. No two nodes share a cell.
+function layout(layers) {
+  const consumers = {};
+  for (const l of layers) for (const i of l.inputs) (consumers[i] = consumers[i] || []).push(l.name);
+  const rank = {}, lane = {}, taken = new Set();
+  for (const l of layers) {
+    const known = l.inputs.filter((i) => i in lane);
+    const r = known.length ? Math.max(...known.map((i) => rank[i])) + 1 : 0;
+    let c = 0;
+    if (known.length > 1) c = Math.min(...known.map((i) => lane[i]));
+    else if (known.length === 1) c = lane[known[0]] + consumers[known[0]].indexOf(l.name);
+    while (taken.has(`${r},${c}`)) c += 1;
+    taken.add(`${r},${c}`);
+    rank[l.name] = r;
+    lane[l.name] = c;
+  }
+  const free = (c, r0, r1) => { for (let r = r0 + 1; r < r1; r += 1) if (taken.has(`${r},${c}`)) return false; return true; };
+  return { rank, lane, free };
+}
+
 function drawGraph(layers) {
   const svg = $("#arch-graph");
   svg.replaceChildren();
-  const rank = {};
-  const rows = [];
-  for (const layer of layers) {
-    const r = layer.inputs.length ? Math.max(...layer.inputs.map((i) => (rank[i] ?? -1))) + 1 : 0;
-    rank[layer.name] = r;
-    (rows[r] = rows[r] || []).push(layer);
-  }
-  const W = 210, H = 38, GX = 22, GY = 20, PAD = 16;
-  const widest = Math.max(...rows.map((row) => row.length));
-  const width = PAD * 2 + widest * W + (widest - 1) * GX + 140;
-  const height = PAD * 2 + rows.length * (H + GY);
+  const { rank, lane, free } = layout(layers);
+  const W = 210, H = 38, GX = 22, GY = 20, PAD = 16, BEND = 140;
+  const lanes = Math.max(...Object.values(lane)) + 1, rows = Math.max(...Object.values(rank)) + 1;
+  const width = PAD * 2 + lanes * W + (lanes - 1) * GX + BEND;
+  const height = PAD * 2 + rows * (H + GY);
   svg.setAttribute("width", width);
   svg.setAttribute("height", height);
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const pos = {};
-  rows.forEach((row, r) => {
-    const rowWidth = row.length * W + (row.length - 1) * GX;
-    const x0 = (width - 140 - rowWidth) / 2;
-    row.forEach((layer, i) => { pos[layer.name] = { x: x0 + i * (W + GX), y: PAD + r * (H + GY) }; });
-  });
+  for (const l of layers) pos[l.name] = { x: PAD + lane[l.name] * (W + GX), y: PAD + rank[l.name] * (H + GY) };
   const edges = svgEl("g");
   const nodes = svgEl("g");
   for (const layer of layers) {
@@ -162,11 +175,17 @@ function drawGraph(layers) {
       const from = pos[input];
       if (!from) continue;
       const x1 = from.x + W / 2, y1 = from.y + H, x2 = to.x + W / 2, y2 = to.y;
-      const span = rank[layer.name] - rank[input];
-      const bend = span > 1 && Math.abs(x1 - x2) < W ? Math.min(130, 40 + 12 * span) : 0;
-      const d = bend
-        ? `M${x1 + W / 2 - 10},${y1 - H / 2} C${x1 + W / 2 + bend},${y1} ${x2 + W / 2 + bend},${y2} ${x2 + W / 2 - 10},${y2 + H / 2}`
-        : `M${x1},${y1} C${x1},${y1 + GY / 2} ${x2},${y2 - GY / 2} ${x2},${y2}`;
+      let d;
+      if (free(lane[input], rank[input], rank[layer.name])) {
+        // Straight down the source's lane through empty cells, then into the target.
+        const yTurn = Math.max(y1, y2 - GY);
+        d = `M${x1},${y1} L${x1},${yTurn} C${x1},${yTurn + GY / 2} ${x2},${y2 - GY / 2} ${x2},${y2}`;
+      } else {
+        // Around the right of the nodes in between (an identity shortcut, a dense connection).
+        const bend = Math.min(BEND - 10, 40 + 8 * (rank[layer.name] - rank[input]));
+        const xs = from.x + W - 10, xt = to.x + W - 10;
+        d = `M${xs},${y1 - H / 2} C${xs + bend},${y1} ${xt + bend},${y2} ${xt},${y2 + H / 2}`;
+      }
       edges.append(svgEl("path", { d, class: "edge" }));
     }
     const g = svgEl("g", { class: "node", "data-name": layer.name, transform: `translate(${to.x},${to.y})` });
