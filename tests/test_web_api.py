@@ -351,8 +351,15 @@ def test_inside_prediction_matches_predict_and_shows_maps(client, trained_run: P
     assert layers == ["features.0", "features.3"]  # LeNet-5's first and last convolution
     assert [len(f["images"]) for f in body["features"]] == [6, 8]  # 6 maps, then the first 8 of 16
     assert decode_data_url(body["features"][1]["images"][0]).size == (10, 10)
+    assert body["conv_layers"] == ["features.0", "features.3"]
     assert body["gradcam"]["class"] == body["predictions"][0]["class"]
     assert decode_data_url(body["gradcam"]["image"]).size == (28, 28)
+
+
+def test_inside_named_layers(client) -> None:
+    body = client.post("/api/inside", data={"model": "resnet20", "layers": "layer2.0.conv1, layer3"}).get_json()
+    assert [(f["layer"], f["shape"]) for f in body["features"]] == [("layer2.0.conv1", [32, 16, 16]),
+                                                                   ("layer3", [64, 8, 8])]
 
 
 def test_inside_zoo_model_with_the_sample_photo(client) -> None:

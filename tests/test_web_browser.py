@@ -164,6 +164,8 @@ def test_convolution_stepper_reaches_the_hand_computed_output(page, tmp_path: Pa
     page.click("#conv-next")
     page.click("#conv-next")
     shot(page, tmp_path, "explorer-convolution")
+    page.keyboard.press("ArrowRight")  # from the page, not a field: the arrow keys step
+    assert page.inner_text("#conv-counter") == "placement 4 of 9"
     page.click("#conv-end")
     assert page.inner_text("#conv-counter") == "placement 9 of 9"
     cells = [[number(td) for td in row.locator("td").all_inner_texts()] for row in page.locator("#conv-output tr").all()]
@@ -213,6 +215,10 @@ def test_inside_a_trained_checkpoint_with_an_uploaded_digit(page, trained_run: P
     assert widths == [28] * 6 + [10] * 8  # LeNet-5's first (6x28x28) and last (16x10x10) convolutions
     assert page.evaluate("document.querySelector('#inside-gradcam').naturalWidth") == 28
     shot(page, tmp_path, "explorer-inside")
+    page.fill("#inside-layers", "features.3")
+    page.click("#inside-go")
+    wait_until(lambda: page.locator("#inside-features .fmap-row").count() == 1, what="one layer's maps")
+    assert page.get_attribute("#inside-features .fmap-row", "data-layer") == "features.3"
 
 
 def test_a_runs_curve_appears_while_it_trains(page, runs: Path, tmp_path: Path) -> None:
@@ -247,6 +253,17 @@ def test_a_runs_curve_appears_while_it_trains(page, runs: Path, tmp_path: Path) 
     while time.time() < deadline and not (runs / "live-run" / "last.pt").exists():
         time.sleep(0.2)
     assert (runs / "live-run" / "last.pt").exists()
+
+
+def test_a_link_opens_its_view(page, url: str) -> None:
+    page.goto("about:blank")
+    page.goto(url + "#conv")  # a fresh load of a link
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.is_visible("#view-conv") and page.is_hidden("#view-arch")
+    page.click("#tabs button[data-view='runs']")
+    assert page.url.endswith("#runs")
+    page.go_back()  # the address changes view without a reload
+    wait_until(lambda: page.is_visible("#view-conv"), what="the convolution view after going back")
 
 
 def test_compare_view_table_and_plot(page, tmp_path: Path) -> None:

@@ -433,7 +433,7 @@ class Explorer:
         """Top-k prediction, feature maps at shallow, middle and deep layers, and Grad-CAM of one image."""
         import torch
 
-        from cnnlab.viz.common import prepare_input
+        from cnnlab.viz.common import conv_layers, prepare_input
         from cnnlab.viz.features import default_layers, feature_maps, parse_layers
         from cnnlab.viz.gradcam import grad_cam
         from cnnlab.web.images import blend, colorize, png_data_url
@@ -475,6 +475,7 @@ class Explorer:
             "predictions": [{"class": class_name(int(i)), "index": int(i), "probability": float(v)}
                             for v, i in zip(values, indices, strict=True)],
             "features": features,
+            "conv_layers": [name for name, _ in conv_layers(module)],
             "gradcam": {"class": class_name(cam.class_index), "index": cam.class_index, "score": cam.score,
                         "image": png_data_url(blend(picture, cam.heatmap))},
         }

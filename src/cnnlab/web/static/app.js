@@ -75,6 +75,8 @@ async function busy(button, work) {
 
 const views = {};
 function showView(name) {
+  if (!views[name]) name = "arch";
+  if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.view === name);
   for (const s of document.querySelectorAll(".view")) s.classList.toggle("active", s.id === `view-${name}`);
   for (const [key, v] of Object.entries(views)) {
@@ -119,6 +121,16 @@ async function loadChoices() {
   state.models = models.models;
   state.runs = runs.runs;
   fillSources();
+}
+
+// Runs that finished since the page opened become choices when a view that takes them opens.
+async function refreshRunChoices() {
+  try {
+    state.runs = (await api("/api/runs")).runs;
+    fillSources();
+  } catch (err) {
+    showError(err);
+  }
 }
 
 // ---- architecture ---------------------------------------------------------------------------
@@ -306,6 +318,7 @@ function defaultInputFor(select, input) {
 }
 
 views.arch = {
+  enter: refreshRunChoices,
   init() {
     $("#arch-form").addEventListener("submit", (e) => { e.preventDefault(); analyze(); });
     $("#arch-source").addEventListener("change", () => { defaultInputFor($("#arch-source"), $("#arch-input")); analyze(); });
@@ -416,6 +429,12 @@ views.conv = {
         setStep(conv.step + 1);
       }, 700);
     });
+    // Arrow keys step too, unless the cursor is in a field.
+    document.addEventListener("keydown", (e) => {
+      if (!$("#view-conv").classList.contains("active") || e.target.closest("input, textarea, select")) return;
+      if (e.key === "ArrowRight") { stopPlay(); setStep(conv.step + 1); e.preventDefault(); }
+      if (e.key === "ArrowLeft") { stopPlay(); setStep(conv.step - 1); e.preventDefault(); }
+    });
     computeConv();
   },
   leave: stopPlay,
@@ -472,6 +491,7 @@ async function measureRf() {
 }
 
 views.rf = {
+  enter: refreshRunChoices,
   init() {
     $("#rf-form").addEventListener("submit", (e) => { e.preventDefault(); measureRf(); });
     $("#rf-source").addEventListener("change", () => {
@@ -489,9 +509,11 @@ async function lookInside() {
     const form = new FormData();
     for (const [k, v] of Object.entries(sourceParams($("#inside-source")))) form.set(k, v);
     form.set("top", $("#inside-top").value);
+    if ($("#inside-layers").value.trim()) form.set("layers", $("#inside-layers").value.trim());
     const file = $("#inside-file").files[0];
     if (file) form.set("image", file);
     const d = await api("/api/inside", { method: "POST", body: form });
+    $("#inside-layer-names").replaceChildren(...d.conv_layers.map((name) => el("option", { value: name })));
     $("#inside-input").src = d.image;
     $("#inside-gradcam").src = d.gradcam.image;
     $("#inside-gradcam-caption").textContent = `Grad-CAM for “${d.gradcam.class}”`;
@@ -508,7 +530,11 @@ async function lookInside() {
 }
 
 views.inside = {
-  init() { $("#inside-form").addEventListener("submit", (e) => { e.preventDefault(); lookInside(); }); },
+  enter: refreshRunChoices,
+  init() {
+    $("#inside-form").addEventListener("submit", (e) => { e.preventDefault(); lookInside(); });
+    $("#inside-source").addEventListener("change", () => { $("#inside-layers").value = ""; });
+  },
 };
 
 // ---- charts -----------------------------------------------------------------------------------
@@ -679,7 +705,6 @@ views.runs = {
   leave() {
     if (runs.timer) clearInterval(runs.timer);
     runs.timer = null;
-    fillSources();
   },
 };
 
@@ -712,7 +737,14 @@ views.compare = {
 // ---- start --------------------------------------------------------------------------------------
 
 async function start() {
-  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showView(b.dataset.view));
+  // A tab sets the address (#runs, ...), so links open a view and Back returns to the last one.
+  for (const b of document.querySelectorAll("#tabs button")) {
+    b.addEventListener("click", () => {
+      if (location.hash === `#${b.dataset.view}`) showView(b.dataset.view);
+      else location.hash = b.dataset.view;
+    });
+  }
+  window.addEventListener("hashchange", () => showView(location.hash.slice(1)));
   for (const v of Object.values(views)) if (v.init) v.init();
   try {
     await loadChoices();
@@ -725,6 +757,8 @@ async function start() {
   defaultInputFor($("#arch-source"), $("#arch-input"));
   $("#rf-source").value = "model:resnet18";
   await analyze();
+  const first = location.hash.slice(1);
+  if (first && first !== "arch") showView(first);  // a link such as /#runs opens that view
   document.body.dataset.ready = "1";
 }
 
