@@ -172,6 +172,23 @@ def test_analyze_bad_requests(client, tmp_path: Path) -> None:
     still_answers(client)
 
 
+def test_a_checkpoint_naming_user_code_is_refused(tmp_path: Path) -> None:
+    from cnnlab.train.checkpoint import save_checkpoint
+
+    evil = tmp_path / "evil.py"
+    marker = tmp_path / "ran"
+    evil.write_text(f"open({str(marker)!r}, 'w').close()\nimport torch\nnet = torch.nn.Conv2d(3, 3, 3)\n")
+    runs = tmp_path / "runs"
+    (runs / "odd").mkdir(parents=True)
+    (runs / "odd" / "config.json").write_text(json.dumps({"model": "lenet5"}))
+    save_checkpoint(runs / "odd" / "best.pt", f"{evil}:net", {}, {})
+    client = create_app(runs).test_client()
+    for url in ("/api/analyze?run=odd", "/api/rf?run=odd&samples=1"):
+        assert error(client.get(url), 400).startswith(f"unknown model '{evil}:net'"), url
+    assert error(client.post("/api/inside", data={"run": "odd"}), 400).startswith(f"unknown model '{evil}:net'")
+    assert not marker.exists()
+
+
 # --------------------------------------------------------------------------------------
 # Runs and path safety
 # --------------------------------------------------------------------------------------
@@ -201,7 +218,7 @@ def test_a_run_in_progress_is_read_live(tmp_path: Path) -> None:
     detail = client.get("/api/runs/live").get_json()
     assert detail["metrics"] == [first] and detail["status"] == "running" and detail["epochs_done"] == 1
     old = time.time() - 3600
-    for path in folder.iterdir():
+    for path in [*folder.iterdir(), folder]:
         os.utime(path, (old, old))
     assert client.get("/api/runs/live").get_json()["status"] == "stopped"
     assert error(client.get("/api/analyze?run=live"), 400) == (
@@ -506,3 +523,14 @@ def test_concurrent_analysis_requests_are_all_answered_correctly(live: str) -> N
     expected = load.expected_for(sorted(set(sides)))
     result = load.run_load(live, sides, expected, concurrency=16)
     assert result["failures"] == [] and result["correct"] == len(sides) == 64
+
+
+def test_cli_serve_help_and_missing_flask(cli, monkeypatch) -> None:
+    code, out, _err = cli("serve", "--help")
+    assert code == 0
+    for flag in ("--host", "--port", "--runs", "default 127.0.0.1", "default 8765", "default ./runs"):
+        assert flag in " ".join(out.split()), flag
+    monkeypatch.setitem(sys.modules, "flask", None)  # as if Flask were not installed
+    code, _out, err = cli("serve", "--port", "0")
+    assert code == 2
+    assert err == "cnnlab: error: the explorer needs Flask: pip install 'cnnlab[web]' (make run installs it)\n"

@@ -30,7 +30,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.viz.common import model_or_checkpoint, save_figure
 
-__all__ = ["FieldRow", "draw_rf", "effective_receptive_field", "theoretical_fields"]
+__all__ = ["FieldRow", "draw_rf", "effective_receptive_field", "erf_details", "theoretical_fields"]
 
 FIGSIZE = (12.0, 4.0)  # inches; with DPI this fixes the picture at 1080x360 pixels
 DPI = 90
@@ -128,9 +128,12 @@ def _target_output(model: nn.Module, x: torch.Tensor, layer: str | None) -> tupl
     return name, out
 
 
-def _erf(model: nn.Module, size: tuple[int, ...], samples: int, seed: int,
-         layer: str | None) -> tuple[np.ndarray, str, tuple[int, ...], tuple[int, ...]]:
-    """The ERF map, the measured module's name, its output spatial size and the unit's index."""
+def erf_details(model: nn.Module, size: tuple[int, ...], samples: int, seed: int,
+                layer: str | None) -> tuple[np.ndarray, str, tuple[int, ...], tuple[int, ...]]:
+    """The ERF map, the measured module's name, its output spatial size and the central unit's index.
+
+    ``size`` is (C, H, W); see :func:`effective_receptive_field` for what is measured.
+    """
     if samples < 1:
         raise CnnlabError(f"samples must be at least 1, got {samples}")
     param = next(model.parameters(), None)
@@ -164,7 +167,7 @@ def effective_receptive_field(model: nn.Module, input_size: Sequence[int] | str 
     summed over channels, taken in absolute value and averaged over ``samples`` Gaussian inputs
     (seeded). Batch norm runs in eval mode; the model's train/eval mode is restored afterwards.
     """
-    return _erf(model, _size3(input_size), samples, seed, layer)[0]
+    return erf_details(model, _size3(input_size), samples, seed, layer)[0]
 
 
 def _field_box(report: Any, module_name: str, spatial: tuple[int, ...],
@@ -233,11 +236,11 @@ def draw_rf(model_or_spec: nn.Module | str, input_size: Sequence[int] | str, out
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
 
-    erf, name, spatial, centre = _erf(model, size, samples, seed, layer)
+    erf, name, spatial, centre = erf_details(model, size, samples, seed, layer)
     box = _field_box(report, name, spatial, centre)
     _heatmap(axes[1], erf, box, f"effective field at init\n(unit {centre} of {name or 'output'})")
     if trained is not None:
-        erf_t, name_t, spatial_t, centre_t = _erf(trained, size, samples, seed, layer)
+        erf_t, name_t, spatial_t, centre_t = erf_details(trained, size, samples, seed, layer)
         _heatmap(axes[2], erf_t, _field_box(report, name_t, spatial_t, centre_t),
                  f"effective field, trained\n({Path(str(checkpoint)).name})")
     fig.tight_layout()

@@ -134,6 +134,22 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: r["epoch"])
 
 
+def _newest_change(folder: Path) -> float:
+    """The latest modification time of the folder or a file in it (files may vanish meanwhile:
+    a checkpoint is written to a temporary name, then renamed)."""
+    newest = 0.0
+    try:
+        newest = folder.stat().st_mtime
+        for path in folder.iterdir():
+            try:
+                newest = max(newest, path.stat().st_mtime)
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return newest
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -184,20 +200,13 @@ class Explorer:
             raise CnnlabError(f"no run {text!r} in {self.runs_dir}: pick one from the runs list")
         return path
 
-    def _checkpoint(self, run: str, which: str = "best") -> Path:
-        if which not in ("best", "last"):
-            raise CnnlabError(f"checkpoint must be best or last, got {which!r}")
+    def _checkpoint(self, run: str) -> Path:
+        """The run's best checkpoint so far, else its last one."""
         folder = self.run_dir(run)
-        for name in (f"{which}.pt", "last.pt", "best.pt"):
+        for name in ("best.pt", "last.pt"):
             if (folder / name).is_file():
                 return folder / name
         raise CnnlabError(f"run {run!r} has no checkpoint yet (best.pt or last.pt): wait for its first epoch")
-
-    def _status(self, folder: Path, result: dict[str, Any] | None) -> str:
-        if result is not None:
-            return str(result.get("status", "finished"))
-        newest = max((p.stat().st_mtime for p in folder.iterdir() if p.is_file()), default=0.0)
-        return "running" if time.time() - newest < RUNNING_WINDOW_S else "stopped"
 
     def runs(self) -> list[dict[str, Any]]:
         if not self.runs_dir.is_dir():
@@ -219,14 +228,18 @@ class Explorer:
         result = _read_json(folder / "result.json")
         best = max((m.get("val_top1", 0.0) for m in metrics), default=None)
         test = (result or {}).get("test") or {}
-        updated = max((p.stat().st_mtime for p in folder.iterdir() if p.is_file()), default=folder.stat().st_mtime)
+        updated = _newest_change(folder)
+        if result is not None:
+            status = str(result.get("status", "finished"))
+        else:
+            status = "running" if time.time() - updated < RUNNING_WINDOW_S else "stopped"
         return {
             "name": folder.name,
             "model": config.get("model"),
             "dataset": config.get("dataset"),
             "epochs": config.get("epochs"),
             "epochs_done": len(metrics),
-            "status": self._status(folder, result),
+            "status": status,
             "best_val_top1": best,
             "test_top1": test.get("top1"),
             "has_checkpoint": any((folder / n).is_file() for n in ("best.pt", "last.pt")),
@@ -269,18 +282,12 @@ class Explorer:
         cached = self._models.get(key)
         return cached if cached is not None else self._models.put(key, load_checkpoint(path))
 
-    def _meta_module(self, key: Any) -> Any:
-        import torch
+    def _meta_module(self, checkpoint: Path) -> Any:
+        """The checkpoint's architecture on the meta device: shapes only, its weights are not needed."""
+        from cnnlab.models.source import build_on_meta
 
-        from cnnlab.models.registry import create_model
-        from cnnlab.models.source import _skip_init
-
-        if key[0] == "model":
-            spec = {"name": key[1], "kwargs": {}}
-        else:
-            spec = self._load_checkpoint(Path(key[1]))["model"]
-        with torch.device("meta"), _skip_init():
-            return create_model(spec["name"], **spec.get("kwargs", {}))
+        spec = self._load_checkpoint(checkpoint)["model"]
+        return build_on_meta(self._zoo_name(spec["name"]), spec.get("kwargs", {}))
 
     def _entry(self, model: str | None, input: str | None, run: str | None) -> dict[str, Any]:
         """The cache entry of one analysis: the report, and its JSON once it has been asked for."""
@@ -295,7 +302,7 @@ class Explorer:
             if key[0] == "model":
                 report = analyze(key[1], size)
             else:
-                report = analyze(self._meta_module(key), size)
+                report = analyze(self._meta_module(Path(key[1])), size)
                 report.model = label
         return self._reports.put((key, size), {"report": report, "json": None})
 
@@ -371,7 +378,7 @@ class Explorer:
         import torch.nn.functional as F
 
         from cnnlab.viz.common import as_image, display_image
-        from cnnlab.viz.rf import _erf
+        from cnnlab.viz.rf import erf_details
         from cnnlab.web.images import colorize, png_data_url
 
         n = _int(samples, "samples", 1, LIMITS["erf_samples"], default=8)
@@ -400,7 +407,7 @@ class Explorer:
             chosen = fitting[-1] if fitting else choices[0]
         with self.lock:
             module, _meta, _ = self._module(model, run)
-            erf, _name, spatial, centre = _erf(module, size, n, 0, chosen.scope)
+            erf, _name, spatial, centre = erf_details(module, size, n, 0, chosen.scope)
         photo = as_image(None).float().unsqueeze(0) / 255  # the backdrop: the sample photo at the input size
         if size[0] != 3:
             photo = photo.mean(1, keepdim=True)
