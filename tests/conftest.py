@@ -49,14 +49,8 @@ def trained_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def explorer_url(trained_run):
     """The explorer's real threaded server on a free loopback port, over the trained run's runs folder."""
-    import threading
-
     pytest.importorskip("flask")
-    from cnnlab.web.server import make_server
+    from cnnlab.web.server import serving
 
-    server = make_server("127.0.0.1", 0, trained_run.parent)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-    server.server_close()
+    with serving(trained_run.parent) as url:
+        yield url

@@ -278,3 +278,19 @@ def test_compare_view_table_and_plot(page, tmp_path: Path) -> None:
         assert number(cell) == cnnlab.analyze(name, (3, 64, 64)).params
     assert page.locator("#compare-plot circle.point").count() == 3
     shot(page, tmp_path, "explorer-compare")
+
+
+def test_a_stopped_server_is_one_clear_message(browser, runs: Path) -> None:
+    from cnnlab.web.server import serving
+
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        with serving(runs) as url:
+            page.goto(url + "/")
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        page.click("#arch-go")  # the server has stopped
+        page.wait_for_selector("#message:not([hidden])")
+        assert page.inner_text("#message") == "cannot reach the cnnlab server: is `cnnlab serve` still running?"
+    finally:
+        context.close()

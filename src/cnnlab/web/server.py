@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["make_server", "serve"]
+__all__ = ["make_server", "serve", "serving"]
 
 
 def make_server(host: str = "127.0.0.1", port: int = 8765, runs: str | Path = "runs") -> object:
@@ -75,3 +78,22 @@ def serve(host: str = "127.0.0.1", port: int = 8765, runs: str | Path = "runs") 
         signal.signal(signal.SIGTERM, previous)
         server.server_close()  # type: ignore[attr-defined]
         print("cnnlab explorer stopped", flush=True)
+
+
+@contextlib.contextmanager
+def serving(runs: str | Path = "runs", host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The explorer on a background thread for the length of a ``with`` block; yields its base URL.
+
+        >>> with serving("runs") as url:          # doctest: +SKIP
+        ...     print(url)                        # http://127.0.0.1:PORT (a free port)
+    """
+    server = make_server(host, port, runs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)  # type: ignore[attr-defined]
+    thread.start()
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        yield f"http://{shown}:{server.port}"  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+        server.server_close()  # type: ignore[attr-defined]
+        thread.join()

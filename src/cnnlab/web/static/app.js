@@ -51,7 +51,12 @@ function showError(err) {
 function clearMessage() { $("#message").hidden = true; }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch {
+    throw new Error("cannot reach the cnnlab server: is `cnnlab serve` still running?");
+  }
   let data = null;
   try { data = await response.json(); } catch { /* not JSON */ }
   if (!response.ok) throw new Error(data && data.error ? data.error : `the server answered ${response.status}`);
