@@ -555,6 +555,19 @@ function ticks(lo, hi, n = 5) {
   return out;
 }
 
+// Ticks of a log10 axis (lo, hi are exponents): powers of ten, with 2 and 5 between when the
+// range spans less than a few decades.
+function logTicks(lo, hi) {
+  const out = [];
+  for (let k = Math.floor(lo); k <= Math.ceil(hi); k += 1) {
+    for (const m of [1, 2, 5]) {
+      const v = k + Math.log10(m);
+      if (v >= lo - 1e-9 && v <= hi + 1e-9) out.push({ v, m });
+    }
+  }
+  return out.filter((t) => t.m === 1).length >= 3 ? out.filter((t) => t.m === 1).map((t) => t.v) : out.map((t) => t.v);
+}
+
 // series: [{name, color, dash, points: [[x, y], ...]}]
 function lineChart({ title, xlabel, ylabel, series, width = 440, height = 260, log = false, percent = false }) {
   const svg = svgEl("svg", { class: "chart", width, height, viewBox: `0 0 ${width} ${height}` });
@@ -574,16 +587,15 @@ function lineChart({ title, xlabel, ylabel, series, width = 440, height = 260, l
   if (log) { const padX = (x1 - x0) * 0.08; x0 -= padX; x1 += padX; }
   const X = (v) => m.l + ((tx(v) - x0) / (x1 - x0)) * (width - m.l - m.r);
   const Y = (v) => height - m.b - ((tx(v) - y0) / (y1 - y0)) * (height - m.t - m.b);
-  const xLabel = (v) => (log ? fmtBig(10 ** v) : String(+v.toPrecision(3)));
-  const label = (v) => (log ? fmtBig(10 ** v) : percent ? `${(100 * v).toFixed(0)}%` : String(+v.toPrecision(3)));
-  for (const v of ticks(y0, y1)) {
-    if (log && !Number.isInteger(v)) continue;
+  const xLabel = (v) => (log ? fmtBig(Math.round(10 ** v)) : String(+v.toPrecision(3)));
+  const label = (v) => (log ? fmtBig(Math.round(10 ** v)) : percent ? `${(100 * v).toFixed(0)}%` : String(+v.toPrecision(3)));
+  for (const v of log ? logTicks(y0, y1) : ticks(y0, y1)) {
     const y = height - m.b - ((v - y0) / (y1 - y0)) * (height - m.t - m.b);
     svg.append(svgEl("line", { x1: m.l, x2: width - m.r, y1: y, y2: y, class: "grid-line" }));
     svg.append(svgEl("text", { x: m.l - 4, y: y + 3, "text-anchor": "end", class: "tick" }, label(v)));
   }
-  for (const v of ticks(x0, x1, 6)) {
-    if (!Number.isInteger(v)) continue;
+  for (const v of log ? logTicks(x0, x1) : ticks(x0, x1, 6)) {
+    if (!log && !Number.isInteger(v)) continue;
     const x = m.l + ((v - x0) / (x1 - x0)) * (width - m.l - m.r);
     svg.append(svgEl("text", { x, y: height - m.b + 14, "text-anchor": "middle", class: "tick" }, xLabel(v)));
   }
