@@ -151,6 +151,15 @@ def test_bad_input_shows_the_servers_message_and_the_page_recovers(page) -> None
     assert page.is_hidden("#message")
 
 
+def test_a_runs_checkpoint_in_the_architecture_view(page, trained_run: Path) -> None:
+    page.select_option("#arch-source", "run:lenet-mnist")
+    page.wait_for_selector("#arch-graph[data-ready='lenet-mnist (lenet5)@1x28x28']")
+    state = torch.load(trained_run / "best.pt", weights_only=True)["state_dict"]
+    weights = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var",
+                                                                          "num_batches_tracked")))
+    assert number(page.inner_text("#arch-total-params")) == weights
+
+
 def test_convolution_stepper_reaches_the_hand_computed_output(page, tmp_path: Path) -> None:
     page.click("#tabs button[data-view='conv']")
     page.fill("#conv-input", "1,2,0,1\n3,1,2,0\n0,2,1,3\n1,0,2,1")
@@ -219,6 +228,17 @@ def test_inside_a_trained_checkpoint_with_an_uploaded_digit(page, trained_run: P
     page.click("#inside-go")
     wait_until(lambda: page.locator("#inside-features .fmap-row").count() == 1, what="one layer's maps")
     assert page.get_attribute("#inside-features .fmap-row", "data-layer") == "features.3"
+
+
+def test_a_bad_upload_is_a_visible_message(page, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture, whatever the name says")
+    page.click("#tabs button[data-view='inside']")
+    page.select_option("#inside-source", "run:lenet-mnist")
+    page.set_input_files("#inside-file", str(notes))
+    page.click("#inside-go")
+    page.wait_for_selector("#message:not([hidden])")
+    assert page.inner_text("#message") == "the upload is not an image: send PNG, JPEG, GIF, BMP or WebP"
 
 
 def test_a_runs_curve_appears_while_it_trains(page, runs: Path, tmp_path: Path) -> None:
