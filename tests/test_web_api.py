@@ -252,6 +252,53 @@ def test_path_traversal_is_refused(client, runs: Path, tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Layer calculator
+# --------------------------------------------------------------------------------------
+
+
+def test_stack_two_3x3_against_one_5x5_matches_torch(client) -> None:
+    two = client.post("/api/stack", json={"input": "64x32x32",
+                                          "layers": ["conv 64 k3 p1 nobias", "conv 64 k3 p1 nobias"]}).get_json()
+    one = client.post("/api/stack", json={"input": "64x32x32", "layers": "conv 64 k5 p2 nobias\n# a comment\n"})
+    one = one.get_json()
+    # By hand: 2 * (64*64*3*3) = 73,728 against 64*64*5*5 = 102,400; both see 5x5 pixels.
+    assert two["totals"]["params"] == 73_728 and one["totals"]["params"] == 102_400
+    assert two["totals"]["receptive_field"]["size"] == one["totals"]["receptive_field"]["size"] == [5, 5]
+    stack3 = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3, padding=1, bias=False),
+                                 torch.nn.Conv2d(64, 64, 3, padding=1, bias=False))
+    assert sum(p.numel() for p in stack3.parameters()) == 73_728
+    assert list(stack3(torch.zeros(1, 64, 32, 32)).shape[1:]) == two["output_shape"] == [64, 32, 32]
+    assert two["layers"][0]["explain"][-1] == "MACs = C_out*OH*OW * C_in/groups*KH*KW = 64*32*32 * 64*3*3 = 37,748,736"
+    grammar = client.get("/api").get_json()["stack_grammar"]
+    assert grammar.startswith("Layer grammar") and "conv OUT kK" in grammar
+
+
+def test_stack_bad_requests(client) -> None:
+    def post(body):
+        return client.post("/api/stack", json=body)
+
+    assert error(post({"input": "64x32x32", "layers": ["conv x"]}), 400) == (
+        "layer 1 (conv x): cannot read 'x' in layer 'conv x'; see `cnnlab calc stack --help` for the grammar")
+    assert error(post({"input": "64x32x32", "layers": ["pool k40"]}), 400) == (
+        "layer 1 (pool k40): the pooling window (effective size 40) does not fit in the padded input along H "
+        "(32 + 2*0 = 32): the input must be at least 40 along H")
+    assert error(post({"input": "64x32x32", "layers": []}), 400) == (
+        'layers is empty: write one layer per line, e.g. "conv 64 k3 p1"')
+    assert error(post({"input": "64x32x32", "layers": ["relu"] * 65}), 400) == (
+        "at most 64 layers of up to 200 characters each")
+    assert error(post({"input": "3x9999999x3", "layers": ["relu"]}), 400) == (
+        "input 3x9999999x3 is out of range: CxL, CxHxW or CxDxHxW with sizes up to 1,000,000")
+    assert error(post({"layers": ["relu"]}), 400) == "input is missing: give the input shape as CxHxW, e.g. 3x32x32"
+    assert error(post({"input": "64x32x32", "layers": [1, 2]}), 400) == (
+        'layers must be a list of strings like "conv 64 k3 p1" (or one per line)')
+    assert error(post({"input": "64x32x32", "layers": ["relu"], "x": 1}), 400) == (
+        "unknown field 'x': use input and layers")
+    assert error(client.post("/api/stack", data="{"), 400) == (
+        'send a JSON body (Content-Type: application/json) like {"input": "3x32x32", "layers": ["conv 64 k3 p1"]}')
+    still_answers(client)
+
+
+# --------------------------------------------------------------------------------------
 # Convolution stepper
 # --------------------------------------------------------------------------------------
 

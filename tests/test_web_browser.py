@@ -160,6 +160,19 @@ def test_a_runs_checkpoint_in_the_architecture_view(page, trained_run: Path) -> 
     assert number(page.inner_text("#arch-total-params")) == weights
 
 
+def test_layer_calculator_compares_two_stacks(page, tmp_path: Path) -> None:
+    page.click("#tabs button[data-view='stack']")
+    page.select_option("#stack-example", "vgg")
+    page.wait_for_selector("#stack-b-table")
+    # Two 3x3 convolutions: 2 * 64*64*9 = 73,728 weights; one 5x5: 64*64*25 = 102,400; both see 5x5.
+    assert number(page.inner_text("#stack-a-table td[data-key='params']")) == 73_728
+    assert number(page.inner_text("#stack-b-table td[data-key='params']")) == 102_400
+    assert page.inner_text("#stack-a-table td[data-key='rf']") == page.inner_text("#stack-b-table td[data-key='rf']") == "5×5"
+    page.click("#stack-a-table tbody tr[data-index='1']")
+    assert "weights = C_out * C_in/groups * KH*KW = 64 * 64/1 * 3*3 = 36,864" in page.inner_text("#stack-formula")
+    shot(page, tmp_path, "explorer-calculator")
+
+
 def test_convolution_stepper_reaches_the_hand_computed_output(page, tmp_path: Path) -> None:
     page.click("#tabs button[data-view='conv']")
     page.fill("#conv-input", "1,2,0,1\n3,1,2,0\n0,2,1,3\n1,0,2,1")

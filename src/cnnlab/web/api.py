@@ -41,6 +41,8 @@ LIMITS = {
     "erf_samples": 32,
     "top_k": 20,
     "feature_maps": 8,  # channels shown per layer
+    "stack_layers": 64,  # layers in one calculator stack
+    "stack_side": 1_000_000,  # the calculator is pure arithmetic: any realistic size
 }
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -332,6 +334,36 @@ class Explorer:
         size = parse_input_size(input, (3, 224, 224), LIMITS["analysis_side"])
         reports = [self.report(model=n, input="x".join(map(str, size))) for n in names]
         return {"input_size": list(size), "rows": compare_rows(reports)}
+
+    # -- layer calculator ---------------------------------------------------------------------------
+
+    def stack(self, body: dict[str, Any]) -> dict[str, Any]:
+        """:func:`cnnlab.shapes.stack`: a chain of layers in the calculator's grammar, every formula explained."""
+        from cnnlab.shapes import parse_shape, stack
+
+        if not isinstance(body, dict):
+            raise CnnlabError('send a JSON object like {"input": "3x32x32", "layers": ["conv 64 k3 p1", "pool k2"]}')
+        unknown = sorted(set(body) - {"input", "layers"})
+        if unknown:
+            raise CnnlabError(f"unknown field {unknown[0]!r}: use input and layers")
+        layers = body.get("layers", [])
+        if isinstance(layers, str):
+            layers = layers.splitlines()
+        if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+            raise CnnlabError('layers must be a list of strings like "conv 64 k3 p1" (or one per line)')
+        layers = [x.strip() for x in layers if x.strip() and not x.strip().startswith("#")]
+        if not layers:
+            raise CnnlabError('layers is empty: write one layer per line, e.g. "conv 64 k3 p1"')
+        if len(layers) > LIMITS["stack_layers"] or any(len(x) > 200 for x in layers):
+            raise CnnlabError(f"at most {LIMITS['stack_layers']} layers of up to 200 characters each")
+        text = body.get("input")
+        if not isinstance(text, str) or not text.strip():
+            raise CnnlabError("input is missing: give the input shape as CxHxW, e.g. 3x32x32")
+        shape = parse_shape(text)
+        if len(shape) > 4 or max(shape) > LIMITS["stack_side"]:
+            raise CnnlabError(f"input {text} is out of range: CxL, CxHxW or CxDxHxW with sizes up to "
+                              f"{LIMITS['stack_side']:,}")
+        return stack(shape, layers).to_dict()
 
     # -- convolution stepper ----------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ ENDPOINTS = {
     "GET /api/analyze?model=NAME|run=RUN&input=CxHxW": "the analyzer's report: per-layer shapes, parameters, "
                                                         "MACs, FLOPs, memory, receptive field and formulas",
     "GET /api/compare?models=A,B,...&input=CxHxW": "several models side by side",
+    "POST /api/stack": "the layer calculator: JSON {input: CxHxW, layers: [\"conv 64 k3 p1\", ...]}, every output "
+                       "shape, parameter count, MACs and receptive field with its formulas",
     "POST /api/conv": "a convolution step by step; JSON {input, kernel, stride, padding, dilation, bias}",
     "GET /api/rf?model=NAME|run=RUN&input=CxHxW&layer=NODE&samples=N": "a layer's theoretical receptive field "
                                                                        "and its measured effective field",
@@ -128,7 +130,9 @@ def create_app(runs_dir: str | Path = "runs", loopback_only: bool = True) -> Fla
 
     @app.get("/api")
     def _api() -> Any:
-        return jsonify({"endpoints": ENDPOINTS, "limits": LIMITS})
+        from cnnlab.shapes import STACK_GRAMMAR
+
+        return jsonify({"endpoints": ENDPOINTS, "limits": LIMITS, "stack_grammar": STACK_GRAMMAR})
 
     @app.get("/api/health")
     def _health() -> Any:
@@ -150,13 +154,19 @@ def create_app(runs_dir: str | Path = "runs", loopback_only: bool = True) -> Fla
             raise CnnlabError("models is missing: give zoo model names separated by commas, e.g. resnet18,vgg11")
         return jsonify(explorer.compare(args["models"], args.get("input")))
 
-    @app.post("/api/conv")
-    def _conv() -> Any:
+    def _json_body(example: str) -> Any:
         body = request.get_json(silent=True)
         if body is None:
-            raise CnnlabError("send a JSON body (Content-Type: application/json) like "
-                              "{\"input\": \"1,2;3,4\", \"kernel\": \"1,0;0,1\"}")
-        return jsonify(explorer.conv(body))
+            raise CnnlabError(f"send a JSON body (Content-Type: application/json) like {example}")
+        return body
+
+    @app.post("/api/stack")
+    def _stack() -> Any:
+        return jsonify(explorer.stack(_json_body('{"input": "3x32x32", "layers": ["conv 64 k3 p1"]}')))
+
+    @app.post("/api/conv")
+    def _conv() -> Any:
+        return jsonify(explorer.conv(_json_body('{"input": "1,2;3,4", "kernel": "1,0;0,1"}')))
 
     @app.get("/api/rf")
     def _rf() -> Any:

@@ -330,6 +330,81 @@ views.arch = {
   },
 };
 
+// ---- layer calculator -------------------------------------------------------------------------
+
+const STACK_EXAMPLES = {
+  vgg: ["64x32x32", "conv 64 k3 p1 nobias\nconv 64 k3 p1 nobias", "conv 64 k5 p2 nobias"],
+  inception: ["192x28x28", "conv 128 k3 p1", "conv 96 k1\nconv 128 k3 p1"],
+  alexnet: ["3x227x227", "conv 96 k11 s4\nrelu\nlrn\npool k3 s2", "conv 96 k11 s4 p2\nrelu\npool k3 s2"],
+  lenet: ["1x32x32", "conv 6 k5\nrelu\npool k2 avg\nconv 16 k5\nrelu\npool k2 avg\nflatten\nfc 120\nfc 84\nfc 10", ""],
+  dilation: ["64x32x32", "conv 64 k3 p2 d2", "conv 64 k5 p2"],
+};
+
+function stackTable(d, which) {
+  const body = el("tbody", {}, ...d.layers.map((l, i) => {
+    const rf = l.receptive_field ? `${l.receptive_field.size.join("×")} / ${l.receptive_field.stride.join("×")}` : "–";
+    const tr = el("tr", { "data-index": String(i) },
+      el("td", { text: l.spec }), el("td", { text: l.output_shape.join("×") }),
+      el("td", { class: "num", text: fmtInt(l.params) }), el("td", { class: "num", text: fmtInt(l.macs) }),
+      el("td", { class: "num", text: rf }));
+    tr.addEventListener("click", () => {
+      for (const row of document.querySelectorAll(".stacks tr.selected")) row.classList.remove("selected");
+      tr.classList.add("selected");
+      $("#stack-formula").textContent = [`Stack ${which}, layer ${i + 1}: ${l.spec}`, ...l.explain, ...l.notes].join("\n");
+    });
+    return tr;
+  }));
+  const t = d.totals;
+  return el("div", { class: "table-box" }, el("table", { id: `stack-${which.toLowerCase()}-table` },
+    el("thead", {}, el("tr", {}, ...["Layer", "Output", "Params", "MACs", "RF (size / jump)"].map((h, i) =>
+      el("th", { class: i > 1 ? "num" : "", text: h })))),
+    body,
+    el("tfoot", {}, el("tr", {}, el("td", { text: "Total" }), el("td", { text: d.output_shape.join("×") }),
+      el("td", { class: "num", "data-key": "params", text: fmtInt(t.params) }),
+      el("td", { class: "num", "data-key": "macs", text: fmtInt(t.macs) }),
+      el("td", { class: "num", "data-key": "rf", text: t.receptive_field ? t.receptive_field.size.join("×") : "–" })))));
+}
+
+let stackRequest = 0;  // only the latest calculation may write its tables
+
+async function calculateStacks() {
+  const mine = ++stackRequest;
+  await busy($("#stack-go"), async () => {
+    const input = $("#stack-input").value.trim();
+    const results = [];
+    for (const which of ["A", "B"]) {
+      const text = $(`#stack-${which.toLowerCase()}`).value;
+      results.push(text.trim() ? await api("/api/stack", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ input, layers: text }),
+      }) : null);
+    }
+    if (mine !== stackRequest) return;
+    ["A", "B"].forEach((which, i) => {
+      $(`#stack-${which.toLowerCase()}-out`).replaceChildren(
+        results[i] ? stackTable(results[i], which) : el("p", { class: "hint", text: "(empty)" }));
+    });
+    $("#stack-formula").textContent = "Click a row to see its formulas with the numbers in them.";
+  });
+}
+
+views.stack = {
+  async init() {
+    $("#stack-form").addEventListener("submit", (e) => { e.preventDefault(); calculateStacks(); });
+    $("#stack-example").addEventListener("change", () => {
+      const example = STACK_EXAMPLES[$("#stack-example").value];
+      if (!example) return;
+      [$("#stack-input").value, $("#stack-a").value, $("#stack-b").value] = example;
+      calculateStacks();
+    });
+  },
+  async enter() {
+    if (!$("#stack-grammar").textContent) {
+      try { $("#stack-grammar").textContent = (await api("/api")).stack_grammar; } catch (err) { showError(err); }
+    }
+    if (!$("#stack-a-out").children.length) calculateStacks();
+  },
+};
+
 // ---- convolution stepper ----------------------------------------------------------------------
 
 const conv = { data: null, step: 0, timer: null };
