@@ -137,6 +137,20 @@ def test_analyze_matches_torchvision_and_real_shapes(client) -> None:
     assert len(adds) == 8
 
 
+def test_analyze_downloads_csv_and_markdown(client) -> None:
+    import csv
+
+    body = client.get("/api/analyze?model=resnet18&input=3x64x64").get_json()
+    response = client.get("/api/analyze?model=resnet18&input=3x64x64&format=csv")
+    assert response.headers["Content-Disposition"] == 'attachment; filename="resnet18-3x64x64.csv"'
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [r["name"] for r in rows] == [layer["name"] for layer in body["layers"]]
+    assert sum(int(r["params"]) for r in rows) == body["totals"]["params"]
+    markdown = client.get("/api/analyze?model=resnet18&input=3x64x64&format=md").get_data(as_text=True)
+    assert markdown.startswith("### resnet18 at 1x3x64x64\n\n| name | op | output | params |")
+    assert error(client.get("/api/analyze?model=resnet18&format=xml"), 400) == "format must be json, csv or md, got 'xml'"
+
+
 def test_analyze_a_runs_checkpoint(client, trained_run: Path) -> None:
     body = client.get("/api/analyze?run=lenet-mnist").get_json()
     state = torch.load(trained_run / "best.pt", weights_only=True)["state_dict"]
@@ -162,7 +176,7 @@ def test_analyze_bad_requests(client, tmp_path: Path) -> None:
     assert error(client.get("/api/analyze?input=3x32x32"), 400) == (
         "no model: give model=NAME (a zoo model, see /api/models) or run=NAME (a run's checkpoint, see /api/runs)")
     assert error(client.get("/api/analyze?model=resnet18&depth=2"), 400) == (
-        "unknown parameter 'depth': this endpoint takes model, run, input")
+        "unknown parameter 'depth': this endpoint takes model, run, input, format")
     # A user-code spec is only a name here: the file is never imported.
     evil = tmp_path / "evil.py"
     marker = tmp_path / "ran"

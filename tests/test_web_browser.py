@@ -276,6 +276,8 @@ def test_a_runs_curve_appears_while_it_trains(page, runs: Path, tmp_path: Path) 
         page.wait_for_selector("#runs-compare-table")
         assert page.locator("#runs-compare-table thead th").all_inner_texts()[1:] == ["live-run", "lenet-mnist"]
         shot(page, tmp_path, "explorer-runs")
+        page.click("#run-detail button.run-open[data-view='arch']")
+        page.wait_for_selector("#arch-graph[data-ready='live-run (lenet5)@1x28x28']")
     finally:
         proc.send_signal(signal.SIGINT)
         try:

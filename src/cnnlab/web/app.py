@@ -8,6 +8,7 @@ type and first line only; the server logs the traceback and keeps answering).
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -28,8 +29,10 @@ ENDPOINTS = {
     "GET /api": "this list",
     "GET /api/health": "the server is up: version and runs folder",
     "GET /api/models": "the model zoo: name, family, paper, default and smallest input",
-    "GET /api/analyze?model=NAME|run=RUN&input=CxHxW": "the analyzer's report: per-layer shapes, parameters, "
-                                                        "MACs, FLOPs, memory, receptive field and formulas",
+    "GET /api/analyze?model=NAME|run=RUN&input=CxHxW[&format=csv|md]": "the analyzer's report: per-layer shapes, "
+                                                                        "parameters, MACs, FLOPs, memory, receptive "
+                                                                        "field and formulas (or a CSV or Markdown "
+                                                                        "download)",
     "GET /api/compare?models=A,B,...&input=CxHxW": "several models side by side",
     "POST /api/stack": "the layer calculator: JSON {input: CxHxW, layers: [\"conv 64 k3 p1\", ...]}, every output "
                        "shape, parameter count, MACs and receptive field with its formulas",
@@ -145,7 +148,19 @@ def create_app(runs_dir: str | Path = "runs", loopback_only: bool = True) -> Fla
 
     @app.get("/api/analyze")
     def _analyze() -> Any:
-        return Response(explorer.analyze_json(**_args("model", "run", "input")), mimetype="application/json")
+        args = _args("model", "run", "input", "format")
+        form = args.pop("format", "json")
+        if form == "json":
+            return Response(explorer.analyze_json(**args), mimetype="application/json")
+        if form not in ("csv", "md"):
+            raise CnnlabError(f"format must be json, csv or md, got {form!r}")
+        from cnnlab.analysis.render import report_markdown
+
+        report = explorer.report(**args)
+        text = report.to_csv() if form == "csv" else report_markdown(report, report.layers)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{report.model}-{'x'.join(map(str, report.input_size))}")
+        return Response(text, mimetype="text/csv" if form == "csv" else "text/markdown",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.{form}"'})
 
     @app.get("/api/compare")
     def _compare() -> Any:

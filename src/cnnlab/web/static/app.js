@@ -307,6 +307,9 @@ async function analyze() {
     const params = { ...sourceParams($("#arch-source")), input: $("#arch-input").value.trim() };
     const report = await api(`/api/analyze?${query(params)}`);
     arch.report = report;
+    $("#arch-downloads").replaceChildren("Download the table: ",
+      ...[["csv", "CSV"], ["md", "Markdown"], ["json", "JSON"]].flatMap(([format, label], i) => [
+        i ? " · " : "", el("a", { href: `/api/analyze?${query({ ...params, format })}`, download: "", text: label })]));
     drawSummary(report);
     drawGraph(report.layers);
     drawTable(report);
@@ -753,7 +756,20 @@ async function refreshRuns() {
       const run = await api(`/api/runs/${encodeURIComponent(runs.selected)}`);
       const head = el("h3", { text: `${run.name}: ${run.model} on ${run.dataset}, ${run.status}, epoch ${run.epochs_done} of ${run.epochs}` });
       const cfg = el("details", {}, el("summary", { text: "Configuration" }), el("pre", { text: JSON.stringify(run.config, null, 2) }));
-      const blocks = [head, curveCharts(run.metrics), cfg];
+      const open = (view, select, label) => {
+        const button = el("button", { type: "button", class: "run-open", "data-view": view, text: label });
+        button.addEventListener("click", () => {
+          fillSources();
+          $(select).value = `run:${run.name}`;
+          $(select).dispatchEvent(new Event("change"));  // as if chosen by hand: default input, then analyze
+          location.hash = view;
+        });
+        return button;
+      };
+      const actions = run.has_checkpoint ? el("div", { class: "buttons" },
+        open("arch", "#arch-source", "Architecture of its checkpoint"), open("inside", "#inside-source", "Look inside it"))
+        : el("span");
+      const blocks = [head, actions, curveCharts(run.metrics), cfg];
       if (run.result && run.result.test) blocks.splice(2, 0, el("p", { text: `test top-1 ${fmtPct(run.result.test.top1)}, top-5 ${fmtPct(run.result.test.top5)}` }));
       $("#run-detail").replaceChildren(...blocks);
       $("#run-detail").dataset.epochs = String(run.metrics.length);
