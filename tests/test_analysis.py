@@ -319,3 +319,37 @@ def test_compare_and_bad_inputs(cli) -> None:
     assert code == 2 and "input channel" in err
     with pytest.raises(CnnlabError, match="unknown model"):
         analyze("resnet9000")
+
+
+def test_skipping_init_on_meta_leaves_real_models_alone() -> None:
+    """Meta builds skip torch.nn.init; a real model built meanwhile (on another thread) is initialised."""
+    import threading
+
+    import torch.nn.init as init
+
+    from cnnlab.models.source import _skip_init
+
+    original = init.kaiming_uniform_
+    torch.manual_seed(0)
+    expected = torch.nn.Conv2d(3, 8, 3).weight.detach().clone()
+    inside, release = threading.Event(), threading.Event()
+
+    def meta_builder() -> None:
+        with _skip_init():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=meta_builder)
+    thread.start()
+    inside.wait(10)
+    with _skip_init():  # a second user at the same time
+        with torch.device("meta"):
+            meta = torch.nn.Conv2d(3, 8, 3)
+        torch.manual_seed(0)
+        real = torch.nn.Conv2d(3, 8, 3)
+    assert meta.weight.is_meta
+    assert torch.equal(real.weight.detach(), expected)
+    assert init.kaiming_uniform_ is not original  # the other thread is still inside
+    release.set()
+    thread.join()
+    assert init.kaiming_uniform_ is original

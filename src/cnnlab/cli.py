@@ -567,10 +567,6 @@ def _cmd_tour(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    try:
-        import flask  # noqa: F401
-    except ImportError:
-        raise CnnlabError("the explorer needs Flask: pip install 'cnnlab[web]' (make run installs it)") from None
     from cnnlab.web import serve
 
     serve(args.host, args.port, args.runs)

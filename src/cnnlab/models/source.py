@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,25 +141,48 @@ def build_user_model(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Modu
     return model
 
 
+_INIT_LOCK = threading.Lock()
+_INIT_USERS = 0
+_INIT_SAVED: dict[str, Callable[..., Any]] = {}
+
+
 @contextlib.contextmanager
 def _skip_init() -> Iterator[None]:
-    """Turn torch.nn.init's in-place initialisers into no-ops for a while.
+    """Make torch.nn.init's in-place initialisers return meta tensors untouched for a while.
 
     On the meta device there are no values to initialise, yet each initialiser still runs
     through torch's Python reference kernels, whose first use imports the compiler stack
-    (about two seconds); skipping them makes building a meta model nearly free.
+    (about two seconds); skipping them makes building a meta model nearly free. Only meta
+    tensors are skipped, and the initialisers are swapped once however many threads are inside,
+    so a model built for real on another thread meanwhile (the explorer serves from threads) is
+    initialised as usual.
     """
     import torch.nn.init as init
 
-    saved = {name: fn for name, fn in vars(init).items() if name.endswith("_") and not name.startswith("_")
-             and callable(fn)}
+    global _INIT_USERS
+    with _INIT_LOCK:
+        if _INIT_USERS == 0:
+            _INIT_SAVED.update({name: fn for name, fn in vars(init).items()
+                                if name.endswith("_") and not name.startswith("_") and callable(fn)})
+            for name, fn in _INIT_SAVED.items():
+                setattr(init, name, _meta_noop(fn))
+        _INIT_USERS += 1
     try:
-        for name in saved:
-            setattr(init, name, lambda tensor, *args, **kwargs: tensor)
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(init, name, fn)
+        with _INIT_LOCK:
+            _INIT_USERS -= 1
+            if _INIT_USERS == 0:
+                for name, fn in _INIT_SAVED.items():
+                    setattr(init, name, fn)
+                _INIT_SAVED.clear()
+
+
+def _meta_noop(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def init_unless_meta(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor if getattr(tensor, "is_meta", False) else fn(tensor, *args, **kwargs)
+
+    return init_unless_meta
 
 
 def build_on_meta(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:

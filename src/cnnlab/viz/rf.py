@@ -30,7 +30,8 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.viz.common import model_or_checkpoint, save_figure
 
-__all__ = ["FieldRow", "draw_rf", "effective_receptive_field", "erf_details", "theoretical_fields"]
+__all__ = ["FieldRow", "draw_rf", "effective_receptive_field", "erf_details", "field_box", "is_conv_or_pool",
+           "theoretical_fields"]
 
 FIGSIZE = (12.0, 4.0)  # inches; with DPI this fixes the picture at 1080x360 pixels
 DPI = 90
@@ -74,7 +75,8 @@ def _build(spec: nn.Module | str, seed: int = 0) -> tuple[nn.Module, str]:
 # --------------------------------------------------------------------------------------
 
 
-def _is_conv_or_pool(op: str) -> bool:
+def is_conv_or_pool(op: str) -> bool:
+    """A convolution or a windowed pooling op (adaptive pooling has no fixed window)."""
     low = op.lower()
     return ("conv" in low or "pool" in low) and "adaptive" not in low
 
@@ -88,7 +90,7 @@ def theoretical_fields(model_or_name: nn.Module | str, input_size: Sequence[int]
 
     report = analyze(model_or_name, _size3(input_size))
     return [FieldRow(r.name, r.rf_size[0], r.rf_stride[0]) for r in report.layers
-            if r.rf_size and r.rf_stride and r.kind != "input" and _is_conv_or_pool(r.op)]
+            if r.rf_size and r.rf_stride and r.kind != "input" and is_conv_or_pool(r.op)]
 
 
 def _target_output(model: nn.Module, x: torch.Tensor, layer: str | None) -> tuple[str, torch.Tensor]:
@@ -180,9 +182,15 @@ def _field_box(report: Any, module_name: str, spatial: tuple[int, ...],
             rec = r
     if rec is None or len(rec.rf_size) < 2 or tuple(rec.output_shape[2:]) != spatial:
         return None
-    top = centre[0] * rec.rf_stride[0] - rec.rf_padding[0]
-    left = centre[1] * rec.rf_stride[1] - rec.rf_padding[1]
-    return top, left, rec.rf_size[0], rec.rf_size[1]
+    return field_box(rec, centre)
+
+
+def field_box(record: Any, unit: Sequence[int]) -> tuple[int, int, int, int]:
+    """(top, left, height, width) in input pixels of the field of output ``unit`` (row, column) of a
+    node: its first pixel is ``unit * jump - padding`` (it may lie outside the input)."""
+    top = unit[0] * record.rf_stride[0] - record.rf_padding[0]
+    left = unit[1] * record.rf_stride[1] - record.rf_padding[1]
+    return top, left, record.rf_size[0], record.rf_size[1]
 
 
 def _heatmap(ax: Any, erf: np.ndarray, box: tuple[int, int, int, int] | None, title: str) -> None:
@@ -218,7 +226,7 @@ def draw_rf(model_or_spec: nn.Module | str, input_size: Sequence[int] | str, out
         trained, _ = _build(str(checkpoint), seed)
     report = analyze(model, size)
     rows = [FieldRow(r.name, r.rf_size[0], r.rf_stride[0]) for r in report.layers
-            if r.rf_size and r.rf_stride and r.kind != "input" and _is_conv_or_pool(r.op)]
+            if r.rf_size and r.rf_stride and r.kind != "input" and is_conv_or_pool(r.op)]
 
     panels = 2 if trained is None else 3
     ratios = [2.2] + [1.0] * (panels - 1)

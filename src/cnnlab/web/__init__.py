@@ -11,13 +11,24 @@ from typing import Any
 __all__ = ["create_app", "serve"]
 
 
+def _require_flask() -> None:
+    try:
+        import flask  # noqa: F401
+    except ImportError:
+        from cnnlab.errors import CnnlabError
+
+        raise CnnlabError("the explorer needs Flask: pip install 'cnnlab[web]' (make run installs it)") from None
+
+
 def create_app(runs_dir: Any = "runs", loopback_only: bool = True) -> Any:
+    _require_flask()
     from cnnlab.web.app import create_app as _create
 
     return _create(runs_dir, loopback_only)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, runs: Any = "runs") -> None:
+    _require_flask()
     from cnnlab.web.server import serve as _serve
 
     _serve(host, port, runs)

@@ -215,9 +215,9 @@ class Explorer:
             return []
         out = []
         for folder in self.runs_dir.iterdir():
-            if not folder.is_dir() or not RUN_NAME.match(folder.name):
-                continue
-            if folder.resolve().parent != self.runs_dir:  # a link leading elsewhere is not listed
+            try:
+                self.run_dir(folder.name)  # listed only if it can be opened: a link leading out is not
+            except CnnlabError:
                 continue
             config = _read_json(folder / "config.json")
             if config is None:
@@ -391,18 +391,17 @@ class Explorer:
 
     # -- models with weights: receptive field, inside a trained network ---------------------------------
 
-    def _module(self, model: str | None, run: str | None) -> tuple[Any, dict[str, Any], Any]:
-        """A real model in eval mode, its input metadata and its cache key (zoo models: seeded random weights)."""
+    def _module(self, model: str | None, run: str | None) -> tuple[Any, dict[str, Any]]:
+        """A real model in eval mode and its input metadata (zoo models: seeded random weights)."""
         from cnnlab.viz.common import model_or_checkpoint
 
         label, key, _ = self._source(model, run)
         cached = self._models.get(("module", key))
         if cached is not None:
             return cached
-        spec = key[1]
-        model_obj, meta = model_or_checkpoint(spec)
+        model_obj, meta = model_or_checkpoint(key[1])  # a zoo name or a checkpoint path
         meta["label"] = label
-        return self._models.put(("module", key), (model_obj, meta, key))
+        return self._models.put(("module", key), (model_obj, meta))
 
     def rf(self, model: str | None = None, input: str | None = None, run: str | None = None,
            layer: str | None = None, samples: Any = None) -> dict[str, Any]:
@@ -410,7 +409,7 @@ class Explorer:
         import torch.nn.functional as F
 
         from cnnlab.viz.common import as_image, display_image
-        from cnnlab.viz.rf import erf_details
+        from cnnlab.viz.rf import erf_details, field_box, is_conv_or_pool
         from cnnlab.web.images import colorize, png_data_url
 
         n = _int(samples, "samples", 1, LIMITS["erf_samples"], default=8)
@@ -422,10 +421,9 @@ class Explorer:
             default = (default[0], side, side)
         size = parse_input_size(input, default, LIMITS["model_side"])
         report = self.report(model, "x".join(map(str, size)), run)
-        choices = [r for r in report.layers
+        choices = [r for r in report.layers  # modules, so that the effective field can hook their output
                    if r.kind == "module" and r.rf_size and len(r.rf_size) == 2 and r.output_shape
-                   and len(r.output_shape) == 4 and ("conv" in r.op.lower() or "pool" in r.op.lower())
-                   and "adaptive" not in r.op.lower()]
+                   and len(r.output_shape) == 4 and is_conv_or_pool(r.op)]
         if not choices:
             raise CnnlabError(f"{label} has no convolution or pooling layer with a spatial output at this input")
         if layer:
@@ -438,15 +436,13 @@ class Explorer:
             fitting = [r for r in choices if r.rf_size[0] <= size[1] and r.rf_size[1] <= size[2]]
             chosen = fitting[-1] if fitting else choices[0]
         with self.lock:
-            module, _meta, _ = self._module(model, run)
+            module, _meta = self._module(model, run)
             erf, _name, spatial, centre = erf_details(module, size, n, 0, chosen.scope)
         photo = as_image(None).float().unsqueeze(0) / 255  # the backdrop: the sample photo at the input size
         if size[0] != 3:
             photo = photo.mean(1, keepdim=True)
         photo = F.interpolate(photo, size=size[1:], mode="bilinear", antialias=True, align_corners=False)
-        r_h, r_w = chosen.rf_size
-        top = centre[0] * chosen.rf_stride[0] - chosen.rf_padding[0]
-        left = centre[1] * chosen.rf_stride[1] - chosen.rf_padding[1]
+        top, left, r_h, r_w = field_box(chosen, centre)
         inside = erf[max(top, 0): max(top + r_h, 0), max(left, 0): max(left + r_w, 0)].sum()
         total = float(erf.sum())
         return {
@@ -480,7 +476,7 @@ class Explorer:
         k = _int(top, "top", 1, LIMITS["top_k"], default=5)
         picture_in = None if image is None else decode_image(image)
         with self.lock:
-            module, meta, _ = self._module(model, run)
+            module, meta = self._module(model, run)
             c, h, w = (int(v) for v in meta["input_size"])
             if max(h, w) > LIMITS["model_side"]:
                 meta = {**meta, "input_size": [c, min(h, LIMITS["model_side"]), min(w, LIMITS["model_side"])]}

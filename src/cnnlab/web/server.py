@@ -15,6 +15,10 @@ from cnnlab.errors import CnnlabError
 __all__ = ["make_server", "serve", "serving"]
 
 
+def _url(host: str, port: int) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def make_server(host: str = "127.0.0.1", port: int = 8765, runs: str | Path = "runs") -> object:
     """A started-but-not-serving server (``serve_forever`` runs it); port 0 picks a free port."""
     from werkzeug.serving import WSGIRequestHandler
@@ -59,8 +63,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, runs: str | Path = "runs") 
     from cnnlab.web.app import _is_loopback
 
     server = make_server(host, port, runs)
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{server.port}/"  # type: ignore[attr-defined]
+    url = _url(host, server.port) + "/"  # type: ignore[attr-defined]
     print(f"cnnlab explorer at {url}  (runs folder: {Path(runs).resolve()}; Ctrl-C stops it)", flush=True)
     if not _is_loopback(host):
         print(f"note: {host} is not a loopback address, so other machines on the network can open the "
@@ -90,9 +93,8 @@ def serving(runs: str | Path = "runs", host: str = "127.0.0.1", port: int = 0) -
     server = make_server(host, port, runs)
     thread = threading.Thread(target=server.serve_forever, daemon=True)  # type: ignore[attr-defined]
     thread.start()
-    shown = f"[{host}]" if ":" in host else host
     try:
-        yield f"http://{shown}:{server.port}"  # type: ignore[attr-defined]
+        yield _url(host, server.port)  # type: ignore[attr-defined]
     finally:
         server.shutdown()  # type: ignore[attr-defined]
         server.server_close()  # type: ignore[attr-defined]
