@@ -337,11 +337,11 @@ def test_skipping_init_on_meta_leaves_real_models_alone() -> None:
     def meta_builder() -> None:
         with _skip_init():
             inside.set()
-            release.wait(10)
+            release.wait(120)  # generous: a busy machine may be slow to come back to this thread
 
     thread = threading.Thread(target=meta_builder)
     thread.start()
-    inside.wait(10)
+    assert inside.wait(120), "the meta builder never started"
     with _skip_init():  # a second user at the same time
         with torch.device("meta"):
             meta = torch.nn.Conv2d(3, 8, 3)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnlab.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.config import TrainConfig, override
 from cnnlab.train.loop import fit, lr_factor
 from cnnlab.train.recipes import RECIPES, get_recipe
@@ -62,7 +62,7 @@ def test_a_checkpoint_survives_a_kill_during_save(tmp_path: Path) -> None:
     save_checkpoint(path, "lenet5", {}, {"w": torch.zeros(3)}, step=1)
     script = (
         "import torch, sys\n"
-        "from cnnlab.train.checkpoint import save_checkpoint\n"
+        "from cnnlab.checkpoint import save_checkpoint\n"
         "big = {'w': torch.randn(16_000_000)}\n"
         "print('ready', flush=True)\n"
         "while True:\n"

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from cnnlab.checkpoint import save_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.scratch.explain import explain_convolution
-from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.viz import (
     CLASSIC_KERNELS,
     apply_kernel,

@@ -94,7 +94,7 @@ def test_curves_bad_input_is_one_line(tmp_path) -> None:
     broken = _write_run(tmp_path, "broken")
     (broken / "metrics.jsonl").write_text("{not json\n")
     cases = [(tmp_path / "missing", "no such run folder"), (empty, "has no metrics.jsonl"),
-             (broken, "line 1 is not JSON")]
+             (broken, r"line 1 is damaged \(not JSON\)")]
     for folder, message in cases:
         with pytest.raises(CnnlabError, match=message) as info:
             curves.draw_curves([folder], tmp_path / "x.png")
@@ -117,7 +117,7 @@ def test_compare_accuracies_from_runs(tmp_path) -> None:
     run.mkdir()
     (run / "result.json").write_text(json.dumps({"test": {"top1": 0.91}, "config": {"model": "resnet20"}}))
     assert compare.run_accuracies([run]) == {"resnet20": 0.91}
-    with pytest.raises(CnnlabError, match=r"has no result\.json"):
+    with pytest.raises(CnnlabError, match=r"has no readable result\.json"):
         compare.run_accuracies([tmp_path / "none"])
 
 
@@ -149,7 +149,7 @@ def test_tour_pooling_numbers() -> None:
 
 
 def test_draw_rf_with_checkpoint(tmp_path) -> None:
-    from cnnlab.train.checkpoint import save_checkpoint
+    from cnnlab.checkpoint import save_checkpoint
 
     torch.manual_seed(1)
     trained = cnnlab.create_model("resnet20")

@@ -13,12 +13,12 @@ import torchvision
 from torch import nn
 
 import cnnlab
+from cnnlab.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, list_models, model_info
 from cnnlab.models.catalog import catalog, count_parameters
 from cnnlab.models.inputs import check_input, smallest_input
 from cnnlab.models.weights import load_weights, read_state_dict
-from cnnlab.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = {"lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet"}

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
+from cnnlab.limits import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
 
 EXIT_USAGE = 2
 
@@ -51,6 +52,48 @@ def _shape(text: str) -> tuple[int, ...]:
         return parse_shape(text)
     except CnnlabError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(low: int, high: int | None = None, example: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            where = f"at least {low}" if high is None else f"from {low} to {high:,}"
+            hint = f": e.g. {example}" if example else ""
+            raise argparse.ArgumentTypeError(f"must be {where}, got {value}{hint}")
+        return value
+
+    return parse
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (no nan, no inf)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+_CLASSES = _count(1, MAX_CLASSES, "10")
+_CHANNELS = _count(1, MAX_CHANNELS, "3")
+_BATCH = _count(1, 2**20, "64")
 
 
 # --------------------------------------------------------------------------------------
@@ -216,34 +259,40 @@ def _families() -> list[str]:
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-classes", type=int, default=None, help="classes of the output layer")
-    p.add_argument("--in-channels", type=int, default=None, help="channels of the input (1 for grayscale)")
+    p.add_argument("--num-classes", type=_CLASSES, default=None, help="classes of the output layer")
+    p.add_argument("--in-channels", type=_CHANNELS, default=None, help="channels of the input (1 for grayscale)")
     p.add_argument("--weights", default=None, metavar="PATH", help="state_dict file to load (.pt/.pth/.safetensors)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an architecture option, e.g. --set small_input=true --set shortcut=B")
 
 
 def _resolve(args: argparse.Namespace):
-    from cnnlab.models.source import parse_options, resolve_model
+    from pathlib import Path
 
-    return resolve_model(args.model, args.num_classes, args.in_channels, args.weights, parse_options(args.set))
+    from cnnlab.models.source import parse_options, resolve_model
+    from cnnlab.runs import RunDir
+
+    spec = str(RunDir(args.model).weights()) if Path(args.model).is_dir() else args.model  # a run: its weights
+    return resolve_model(spec, args.num_classes, args.in_channels, args.weights, parse_options(args.set))
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from cnnlab.console import err, fmt_int, out, print_json
-    from cnnlab.export import SUFFIX, export_model
+    from cnnlab.export import SUFFIX, check_target, export_model
     from cnnlab.models.inputs import check_input
 
     resolved = _resolve(args)
     size = args.input or resolved.default_input
     check_input(resolved.model, size, resolved.name, known_side=resolved.default_input[-1])
-    target = Path(args.out) if args.out else Path(f"{resolved.name}{SUFFIX[args.format]}")
-    if not args.json:
-        err.print(f"exporting {resolved.name} as {args.format} at input {'x'.join(map(str, size))} ...")
+    target = check_target(args.out or f"{resolved.name}{SUFFIX[args.format]}", args.format)
+
+    def announce() -> None:
+        if not args.json:
+            err.print(f"exporting {resolved.name} as {args.format} at input {'x'.join(map(str, size))} ...")
+
     result = export_model(resolved.model, args.format, target, size, rebuild=resolved.rebuild,
-                          metadata={"cnnlab_model": resolved.name, "input": "x".join(map(str, size))})
+                          metadata={"cnnlab_model": resolved.name, "input": "x".join(map(str, size))},
+                          announce=announce)
     if args.json:
         print_json({**result.to_dict(), "model": resolved.name})
     else:
@@ -344,8 +393,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         from cnnlab.train.loop import fit
 
         given = [k[4:].replace("_", "-") for k, v in vars(args).items() if k.startswith("cfg_") and v is not None]
-        if given or args.set or args.recipe or args.show_config:
-            extra = ", ".join(f"--{g}" for g in given) or "--recipe/--set/--show-config"
+        if given or args.set or args.recipe or args.show_config or args.overwrite:
+            extra = ", ".join(f"--{g}" for g in given) or "--recipe/--set/--show-config/--overwrite"
             raise CnnlabError(f"--resume continues a run with the config it saved: drop {extra}")
 
         result = fit(None, resume=args.resume, quiet=args.quiet)  # type: ignore[arg-type]
@@ -361,16 +410,17 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from cnnlab.train.loop import fit, fit_seeds
 
     if cfg.seeds > 1:
-        summary = fit_seeds(cfg, quiet=args.quiet)
+        summary = fit_seeds(cfg, quiet=args.quiet, overwrite=args.overwrite)
         if args.json:
             print_json(summary)
         else:
             for run in summary["runs"]:
                 _report_run(run, False)
-            out.print(f"test accuracy over {cfg.seeds} seeds: {summary['test_top1_mean']:.2%} "
-                      f"± {summary['test_top1_std']:.2%} (mean ± sample std)")
+            if summary["test_top1_mean"] is not None:
+                out.print(f"test accuracy over {cfg.seeds} seeds: {summary['test_top1_mean']:.2%} "
+                          f"± {summary['test_top1_std']:.2%} (mean ± sample std)")
         return
-    result = fit(cfg, quiet=args.quiet)
+    result = fit(cfg, quiet=args.quiet, overwrite=args.overwrite)
     if result.status == "interrupted":
         err.print(f"stopped at step {result.steps}; continue with: cnnlab train --resume {result.run_dir}")
     _report_run(result.to_dict(), args.json)
@@ -386,16 +436,22 @@ def _report_run(run: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(run)
         return
-    rows = [[str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['train_top1']:.2%}", f"{h['val_loss']:.4f}",
-             f"{h['val_top1']:.2%}", f"{h['lr']:.3g}", f"{h['seconds']:.1f}"] for h in run["history"]]
+
+    def cell(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    rows = [[str(h["epoch"]), cell(h["train_loss"], ".4f"), cell(h["train_top1"], ".2%"), cell(h["val_loss"], ".4f"),
+             cell(h["val_top1"], ".2%"), f"{h['lr']:.3g}", f"{h['seconds']:.1f}"] for h in run["history"]]
     out.print(table(f"run {run['run_dir']} ({run['status']})",
                     [("epoch", "right"), ("train loss", "right"), ("train acc", "right"), ("val loss", "right"),
                      ("val acc", "right"), ("lr", "right"), ("s", "right")], rows))
-    if run["best_val"]:
+    if run["best_val"] and run["best_val"]["val_top1"] is not None:
         out.print(f"best validation accuracy {run['best_val']['val_top1']:.2%} at epoch {run['best_epoch']}")
     if run["test"]:
         out.print(f"test accuracy {run['test']['top1']:.2%} (top-5 {run['test']['top5']:.2%}) on "
-                  f"{run['test']['samples']:,} images, with the best-on-validation weights")
+                  f"{run['test']['samples']:,} images, with the "
+                  + ("best-on-validation weights" if run["best_val"] and run["best_val"]["val_top1"] is not None
+                     else "final weights (no validation split)"))
     out.print(f"{run['seconds']:.1f} s in all, {run['train_images_per_s']:,.0f} training images/s; "
               f"checkpoints, config and metrics in {run['run_dir']}")
 
@@ -661,13 +717,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "registered name or path/to/file.py:factory (or package.module:name).")
     i.add_argument("model", metavar="MODEL")
     i.add_argument("--input", type=_shape, default=None, help="input CxHxW (default: the model's)")
-    i.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    i.add_argument("--depth", type=int, default=None, help="fold nodes into modules this many levels deep")
+    i.add_argument("--batch", type=_BATCH, default=1, help="batch size (default 1)")
+    i.add_argument("--depth", type=_count(1, example="2"), default=None,
+                   help="fold nodes into modules this many levels deep")
     i.add_argument("--optimizer", default="sgd", choices=["sgd", "sgd-nomomentum", "adam", "adamw", "none"],
                    help="optimizer state in the training-memory estimate (default sgd with momentum)")
     i.add_argument("--measure", action="store_true", help="also run one real training step and measure its peak")
-    i.add_argument("--num-classes", type=int, default=None, help="classes of the output layer")
-    i.add_argument("--in-channels", type=int, default=None, help="channels of the input")
+    i.add_argument("--num-classes", type=_CLASSES, default=None, help="classes of the output layer")
+    i.add_argument("--in-channels", type=_CHANNELS, default=None, help="channels of the input")
     i.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an architecture option")
     fmt = i.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
@@ -679,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="models side by side: parameters, MACs, depth, receptive field, memory")
     cmp_.add_argument("models", nargs="+", metavar="MODEL")
     cmp_.add_argument("--input", type=_shape, default=None, help="input CxHxW for all (default: each model's)")
-    cmp_.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    cmp_.add_argument("--batch", type=_BATCH, default=1, help="batch size (default 1)")
     cfmt = cmp_.add_mutually_exclusive_group()
     cfmt.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
     cfmt.add_argument("--markdown", action="store_true", help="a Markdown table")
@@ -690,7 +747,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Under torchrun, trains with DistributedDataParallel.")
     tr.add_argument("--recipe", default=None, help="recipe name (default lenet5-mnist; see `cnnlab recipes`)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a model option")
-    tr.add_argument("--resume", default=None, metavar="RUN", help="continue a run folder (or its last.pt)")
+    tr.add_argument("--resume", default=None, metavar="RUN",
+                    help="continue a run folder (or a checkpoint in it) where it stopped, writing into that folder")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace the run already in --out/--name (without it, a taken --name is refused)")
     tr.add_argument("--show-config", action="store_true", help="print the resolved config and stop")
     tr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     tr.add_argument("--json", action="store_true", help="print the final result as one JSON document on stdout")
@@ -707,15 +767,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["test", "val", "train"], help="which split (default test)")
     ev.add_argument("--data", default=None, help="another dataset name with the same classes")
     ev.add_argument("--data-root", default=None, help="folder to read the data from")
-    ev.add_argument("--batch-size", type=int, default=1000)
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--batch-size", type=_BATCH, default=1000)
+    ev.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     ev.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
     ev.set_defaults(func=_cmd_eval)
 
     pr = sub.add_parser("predict", help="the most likely classes of image files")
     pr.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     pr.add_argument("images", nargs="+", metavar="IMAGE")
-    pr.add_argument("--top", type=int, default=5, help="how many classes (default 5)")
+    pr.add_argument("--top", type=_count(1, example="5"), default=5, help="how many classes (default 5)")
     pr.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
     pr.set_defaults(func=_cmd_predict)
 
@@ -731,17 +791,17 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--stride", type=_hyper, default=1)
     se.add_argument("--padding", type=_hyper, default=0)
     se.add_argument("--dilation", type=_hyper, default=1)
-    se.add_argument("--bias", type=float, default=0)
+    se.add_argument("--bias", type=_finite, default=0)
     se.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
     se.set_defaults(func=_cmd_scratch_explain)
     st = sc_sub.add_parser("train", help="train LeNet-5 on MNIST with NumPy alone and report test accuracy")
     st.add_argument("--data", default="mnist", choices=["mnist", "mnist-5k"], help="mnist (60k/10k) or mnist-5k")
-    st.add_argument("--epochs", type=int, default=2)
-    st.add_argument("--batch-size", type=int, default=64)
-    st.add_argument("--lr", type=float, default=0.05)
-    st.add_argument("--seed", type=int, default=0)
-    st.add_argument("--limit", type=int, default=None, help="train on this many images only")
-    st.add_argument("--log-every", type=int, default=100)
+    st.add_argument("--epochs", type=_count(1, 1000, "2"), default=2)
+    st.add_argument("--batch-size", type=_BATCH, default=64)
+    st.add_argument("--lr", type=_positive, default=0.05)
+    st.add_argument("--seed", type=_count(0, 2**63 - 1, "0"), default=0)
+    st.add_argument("--limit", type=_count(1, example="1000"), default=None, help="train on this many images only")
+    st.add_argument("--log-every", type=_count(1, example="100"), default=100)
     st.add_argument("--save", default=None, metavar="PATH", help="write the weights as .npz (torch names)")
     st.add_argument("--quiet", action="store_true")
     st.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
@@ -763,15 +823,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
     k.add_argument("--kernel", default="box3",
                    help="box3, gaussian5, sobel-x, sobel-y, laplacian, sharpen, or rows like '1,0,-1;2,0,-2;1,0,-1'")
-    k.add_argument("--stride", type=int, default=1)
-    k.add_argument("--padding", type=int, default=0)
+    k.add_argument("--stride", type=_count(1, example="1"), default=1)
+    k.add_argument("--padding", type=_count(0, MAX_SIDE, "1"), default=0)
     k.add_argument("--padding-mode", default="zeros", choices=["zeros", "reflect", "replicate", "circular"])
     cs = picture("conv-steps", "every placement of a small kernel, with the inner product written out",
                  "conv-steps.png")
     cs.add_argument("--input", default=None, help="rows like '1,2,3;4,5,6;7,8,9' (default: the 5x5 example)")
     cs.add_argument("--kernel", default=None, help="rows like '1,0;0,1' (default: the 3x3 example)")
-    cs.add_argument("--stride", type=int, default=1)
-    cs.add_argument("--padding", type=int, default=0)
+    cs.add_argument("--stride", type=_count(1, example="1"), default=1)
+    cs.add_argument("--padding", type=_count(0, example="1"), default=0)
     fl = picture("filters", "a layer's kernels as a grid (the first layer by default)", "filters.png")
     fl.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
     fl.add_argument("--layer", default=None, help="a convolution's name (default: the first)")
@@ -783,7 +843,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL")
     gc.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
     gc.add_argument("--layer", default=None, help="the layer to explain (default: the last convolutional block)")
-    gc.add_argument("--class", dest="class_index", type=int, default=None, help="class index (default: predicted)")
+    gc.add_argument("--class", dest="class_index", type=_count(0, example="3"), default=None,
+                    help="class index (default: predicted)")
     rfp = picture("rf", "theoretical receptive field per layer and the effective one as a heat map", "rf.png")
     rfp.add_argument("model", metavar="MODEL")
     rfp.add_argument("--input", type=_shape, default=None, help="input CxHxW (default: the model's)")
@@ -825,18 +886,71 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         func(args)
     except CnnlabError as exc:
-        sys.stderr.write(f"cnnlab: error: {exc}\n")
-        return EXIT_USAGE
+        return _fail(str(exc))
+    except BrokenPipeError:  # the reader of stdout went away (`cnnlab models | head`)
+        return 0
     except OSError as exc:  # a file or folder the user named cannot be read or written
-        where = f": {exc.filename}" if exc.filename else ""
-        sys.stderr.write(f"cnnlab: error: {exc.strerror or exc}{where}; check the path and its permissions\n")
-        return EXIT_USAGE
+        return _fail(_os_error(exc))
+    except MemoryError:
+        return _fail(_out_of_memory(""))
+    except RuntimeError as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        return _fail(_out_of_memory(str(exc)))
     except KeyboardInterrupt:
         sys.stderr.write("cnnlab: interrupted\n")
         return 130
-    except BrokenPipeError:
-        return 0
     return 0
+
+
+def _fail(message: str) -> int:
+    line = " ".join(message.split())
+    sys.stderr.write(f"cnnlab: error: {line}\n")
+    return EXIT_USAGE
+
+
+def _os_error(exc: OSError) -> str:
+    import errno
+
+    where = f": {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on device{where}: free space or write elsewhere"
+    if exc.errno == errno.EDQUOT:
+        return f"disk quota exceeded{where}: free space or write elsewhere"
+    if isinstance(exc, PermissionError):
+        return f"permission denied{where}: check the path's permissions, or use another path"
+    if exc.errno == errno.EROFS:
+        return f"read-only file system{where}: write elsewhere"
+    if isinstance(exc, FileExistsError):
+        return f"something already exists there{where}: choose another path"
+    if isinstance(exc, NotADirectoryError):
+        return f"a part of the path is a file, not a folder{where}: choose another path"
+    if isinstance(exc, IsADirectoryError):
+        return f"a folder, not a file{where}: give the path of a file"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file or folder{where}: check the path"
+    return f"{exc.strerror or exc}{where}: check the path and its permissions"
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    text = str(exc).lower()
+    return (type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text
+            or "can't allocate memory" in text or "cannot allocate memory" in text)
+
+
+def _out_of_memory(detail: str) -> str:
+    import re
+
+    what = "GPU memory" if "cuda" in detail.lower() else "memory"
+    wanted = re.search(r"tried to allocate (\d+) bytes", detail, re.IGNORECASE)
+    if wanted:
+        from cnnlab.limits import human_bytes
+
+        size = f" (one allocation of {human_bytes(int(wanted.group(1)))})"
+    else:
+        given = re.search(r"tried to allocate ([\d.]+ ?[KMGTP]i?B)", detail, re.IGNORECASE)
+        size = f" (one allocation of {given.group(1)})" if given else ""
+    return f"out of {what}{size}: use a smaller input, batch or model"
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ a half-written file behind.
 from __future__ import annotations
 
 import contextlib
-import sys
+import io
+import math
+import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,12 +26,14 @@ from torch import nn
 from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
 
-__all__ = ["FORMATS", "ExportResult", "export_model"]
+__all__ = ["FORMATS", "ExportResult", "check_target", "export_model"]
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 # Exported graphs reorder float arithmetic; outputs agree to about 1e-5 of their scale.
 _RTOL = 1e-4
+# Inputs of more elements than this get a memory estimate before the model runs on them.
+_ESTIMATE_ABOVE = 2**20
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,9 @@ class ExportResult:
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, tmp: Path) -> None:
-    # The exporter reports progress on stdout; keep stdout for results (and --json) alone.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+    # The exporter reports its progress on stdout; keep stdout for results (and --json) alone,
+    # and stderr for the one line a failure ends in.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
             # torch.export-based exporter (torch >= 2.5, needs onnxscript); batch stays dynamic.
@@ -77,7 +83,10 @@ def _write_torchscript(model: nn.Module, example: torch.Tensor, tmp: Path) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still the TorchScript format
         traced = torch.jit.trace(model, example)
-        traced.save(str(tmp))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)  # into memory: torch's C++ writer aborts the process on a full disk
+    with tmp.open("wb") as fh:
+        fh.write(buffer.getbuffer())
 
 
 def _run_torchscript(tmp: Path, example: torch.Tensor) -> torch.Tensor:
@@ -89,9 +98,16 @@ def _run_torchscript(tmp: Path, example: torch.Tensor) -> torch.Tensor:
 
 
 def _write_safetensors(model: nn.Module, tmp: Path, metadata: dict[str, str]) -> None:
+    from safetensors import SafetensorError
     from safetensors.torch import save_model
 
-    save_model(model, str(tmp), metadata=metadata)
+    try:
+        save_model(model, str(tmp), metadata=metadata)
+    except SafetensorError as exc:  # its Rust writer reports I/O failures as "... (os error N)"
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(tmp)) from None
 
 
 def export_model(
@@ -101,11 +117,13 @@ def export_model(
     input_size: Sequence[int] = (3, 224, 224),
     rebuild: Callable[[], nn.Module] | None = None,
     metadata: dict[str, str] | None = None,
+    announce: Callable[[], None] | None = None,
 ) -> ExportResult:
     """Write ``model`` in format ``fmt`` to ``out`` and verify the written file.
 
     ``rebuild`` builds a fresh model of the same architecture; the safetensors check loads the
-    written weights into it (and ``metadata`` is stored in the file's header).
+    written weights into it (and ``metadata`` is stored in the file's header). ``announce`` is
+    called once the arguments are checked, before the export's real work begins.
     """
     if fmt not in FORMATS:
         raise CnnlabError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -115,40 +133,67 @@ def export_model(
             import onnxscript  # noqa: F401
         except ImportError:
             raise CnnlabError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'cnnlab[export]'") from None
-    path = Path(out)
-    if path.is_dir():
-        raise CnnlabError(f"{path} is a folder: give a file name such as {path / ('model' + SUFFIX[fmt])}")
+    path = check_target(out, fmt)
     model = model.eval()
+    if math.prod(input_size) > _ESTIMATE_ABOVE:
+        from cnnlab.analysis.memory import require_memory
+
+        require_memory(model, input_size, f"running the model on a {'x'.join(map(str, input_size))} input",
+                       "export at a smaller --input")
+    if announce is not None:
+        announce()
     torch.manual_seed(0)
     example = torch.randn(1, *input_size)
     with torch.no_grad():
         expected = model(example)
     try:
+        with atomic_write(path, path.suffix) as tmp:
+            diff, scale = _write_and_check(model, fmt, tmp, example, expected, rebuild, metadata)
+    except OSError as exc:  # name the file asked for, not the temporary one beside it
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    return ExportResult(path, fmt, path.stat().st_size, tuple(example.shape), diff, scale)
+
+
+def check_target(out: str | Path, fmt: str) -> Path:
+    """The path to export to, once it is known to be a file name whose folder exists or can be made."""
+    path = Path(out)
+    if path.is_dir():
+        raise CnnlabError(f"{path} is a folder: give a file name such as {path / ('model' + SUFFIX[fmt])}")
+    if path.exists() and not path.is_file():
+        raise CnnlabError(f"{path} is not a regular file: give the path of a file to write")
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CnnlabError(f"cannot write {path} ({exc.strerror or exc}): choose another --out") from None
-    with atomic_write(path, path.suffix) as tmp:
-        if fmt == "onnx":
-            _write_onnx(model, example, tmp)
-            got = _run_onnx(tmp, example)
-        elif fmt == "torchscript":
-            _write_torchscript(model, example, tmp)
-            got = _run_torchscript(tmp, example)
-        else:
-            if rebuild is None:
-                raise CnnlabError("a safetensors export needs a way to rebuild the model to check the file")
-            _write_safetensors(model, tmp, metadata or {})
-            from safetensors.torch import load_model
+    return path
 
-            fresh = rebuild().eval()
-            load_model(fresh, str(tmp))
-            with torch.no_grad():
-                got = fresh(example)
-        diff = float((got - expected).abs().max())
-        scale = float(expected.abs().max())
-        if not diff <= _RTOL * max(scale, 1.0):
-            raise CnnlabError(
-                f"the exported {fmt} file disagrees with the model (largest difference {diff:.3g} at output "
-                f"scale {scale:.3g}); nothing was written"
-            )
-    return ExportResult(path, fmt, path.stat().st_size, tuple(example.shape), diff, scale)
+
+def _write_and_check(model: nn.Module, fmt: str, tmp: Path, example: torch.Tensor, expected: torch.Tensor,
+                     rebuild: Callable[[], nn.Module] | None, metadata: dict[str, str] | None) -> tuple[float, float]:
+    """Write the file, load it back and compare outputs: (largest difference, output scale)."""
+    if fmt == "onnx":
+        _write_onnx(model, example, tmp)
+        got = _run_onnx(tmp, example)
+    elif fmt == "torchscript":
+        _write_torchscript(model, example, tmp)
+        got = _run_torchscript(tmp, example)
+    else:
+        if rebuild is None:
+            raise CnnlabError("a safetensors export needs a way to rebuild the model to check the file")
+        _write_safetensors(model, tmp, metadata or {})
+        from safetensors.torch import load_model
+
+        fresh = rebuild().eval()
+        load_model(fresh, str(tmp))
+        with torch.no_grad():
+            got = fresh(example)
+    diff = float((got - expected).abs().max())
+    scale = float(expected.abs().max())
+    if not diff <= _RTOL * max(scale, 1.0):
+        raise CnnlabError(
+            f"the exported {fmt} file disagrees with the model (largest difference {diff:.3g} at output "
+            f"scale {scale:.3g}); nothing was written"
+        )
+    return diff, scale

@@ -7,6 +7,7 @@ plain container; this module turns its refusals and other read failures into one
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,18 @@ import torch
 from cnnlab.errors import CnnlabError
 
 __all__ = ["safe_torch_load"]
+
+
+def _imports_objects(path: Path) -> bool:
+    """Does a bare pickle file name Python objects (a class or a function to call)?"""
+    import pickletools
+
+    try:
+        with path.open("rb") as fh:
+            return any(op.name in ("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE")
+                       for op, _, _ in pickletools.genops(fh))
+    except Exception:  # not a pickle at all: plainly damaged
+        return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -28,10 +41,19 @@ def safe_torch_load(path: str | Path, what: str = "file", fix: str = "check the 
     if not path.is_file():
         raise CnnlabError(f"{what} {path} does not exist: {fix}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        fh = path.open("rb")
+    except PermissionError:
+        raise CnnlabError(f"cannot read {what} {path}: permission denied; check the file's permissions") from None
+    except OSError as exc:
+        raise CnnlabError(f"cannot read {what} {path} ({exc.strerror or exc}): {fix}") from None
+    try:
+        with fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols before it refuses a file
+            return torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # torch names the refused class ("Unsupported global: ...", "unsupported GLOBAL ... blocked").
-        if "global" in str(exc).lower():
+        # torch names the refused class ("Unsupported global: ...", "unsupported GLOBAL ... blocked"); a
+        # bare pickle (not torch's zip format) is refused earlier, so its opcodes are read, never run.
+        if "global" in str(exc).lower() or _imports_objects(path):
             raise CnnlabError(
                 f"{path} holds Python objects, not only tensors, and cnnlab never loads those (they can run "
                 "code): re-save it with torch.save(model.state_dict(), PATH) or as .safetensors"

@@ -23,6 +23,7 @@ layers only, bias additions excluded (torchvision's "GFLOPS" and the ResNet pape
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -204,11 +205,10 @@ def _as_tuple(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ..
     return values
 
 
-def _check_positive(name: str, values: Sequence[int], fix: str = "") -> None:
+def _check_positive(name: str, values: Sequence[int], fix: str = "use 1 or more") -> None:
     for v in values:
         if v <= 0:
-            hint = f": {fix}" if fix else ""
-            raise CnnlabError(f"{name} must be positive, got {v}{hint}")
+            raise CnnlabError(f"{name} must be positive, got {v}: {fix}")
 
 
 def _check_input(input_shape: Sequence[int], min_ndim: int, max_ndim: int, what: str) -> tuple[int, ...]:
@@ -259,18 +259,47 @@ def _pad_text(before: int, after: int) -> str:
     return f"2*{before}" if before == after else f"{before}+{after}"
 
 
+_MAX_RESIDUES = 1 << 16
+
+
 def _uncovered(length: int, out: int, eff_kernel: int, kernel: int, stride: int, dilation: int,
                before: int, after: int) -> tuple[int, int]:
-    """(input positions never read, padded positions past the last window) along one axis."""
+    """(input positions never read, padded positions past the last window) along one axis.
+
+    Tap t of window i reads padded position i*stride + t*dilation. Taps t and t + stride/g
+    (g = gcd(dilation, stride)) read positions of the same residue modulo the stride, their
+    windows shifted dilation/g strides apart; counting each residue class in closed form keeps
+    the cost independent of the input length.
+    """
     padded = length + before + after
-    covered = bytearray(padded)
-    span = (out - 1) * stride + 1
-    for tap in range(kernel):
-        start = tap * dilation
-        covered[start : start + span : stride] = b"\x01" * out
-    never_input = length - sum(covered[before : before + length])
-    tail = padded - ((out - 1) * stride + eff_kernel)
-    return never_input, max(tail, 0)
+    tail = max(padded - ((out - 1) * stride + eff_kernel), 0)
+    if dilation == 1 or kernel == 1:  # window i reads the run [i*stride, i*stride + eff_kernel)
+        covered = (_covered_below(before + length, 0, stride, eff_kernel, out)
+                   - _covered_below(before, 0, stride, eff_kernel, out))
+        return length - covered, tail
+    g = math.gcd(dilation, stride)
+    period, step = stride // g, dilation // g
+    if min(kernel, period) > _MAX_RESIDUES:
+        return 0, tail  # too many residue classes to count: no note rather than a slow one
+    covered = 0
+    for t0 in range(min(kernel, period)):
+        residue, first = divmod(t0 * dilation, stride)[::-1]
+        taps = (kernel - 1 - t0) // period + 1
+        start = -(-(before - residue) // stride)
+        stop = -(-(before + length - residue) // stride)
+        covered += _covered_below(stop, first, step, out, taps) - _covered_below(start, first, step, out, taps)
+    return length - covered, tail
+
+
+def _covered_below(x: int, first: int, step: int, width: int, count: int) -> int:
+    """How many integers below ``x`` lie in the union of [first + m*step, first + m*step + width), m < count."""
+    y = x - first
+    if y <= 0:
+        return 0
+    if step < width:
+        return min(y, (count - 1) * step + width)
+    full = min(count, y // step)
+    return full * width + (min(y - full * step, width) if full < count else 0)
 
 
 def _coverage_note(axis: str, length: int, out: int, eff_kernel: int, kernel: int, stride: int,
@@ -735,15 +764,11 @@ def identity(input_shape: Sequence[int], name: str) -> LayerResult:
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """'3x227x227' -> (3, 227, 227); also accepts commas or spaces."""
-    raw = text.strip().lower().replace(",", "x").replace("*", "x").replace(" ", "x")
-    parts = [p for p in raw.split("x") if p]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise CnnlabError(f"cannot read shape {text!r}: write it as CxHxW, e.g. 3x224x224") from None
-    if not shape:
+    parts = re.split(r"\s*[x*,]\s*|\s+", text.strip().lower())
+    if not all(re.fullmatch(r"-?[0-9]{1,30}", p) for p in parts):
         raise CnnlabError(f"cannot read shape {text!r}: write it as CxHxW, e.g. 3x224x224")
-    _check_positive("every dimension of the shape", shape)
+    shape = tuple(int(p) for p in parts)
+    _check_positive("every dimension of the shape", shape, "write it as CxHxW with sizes of at least 1, e.g. 3x224x224")
     return shape
 
 

@@ -182,7 +182,10 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
     )
     if measure:
         from cnnlab.analysis.memory import measure_training_peak
+        from cnnlab.limits import check_memory
 
+        check_memory(memory.total, f"a training step of {label} at batch {batch} of {'x'.join(map(str, size))}",
+                     "drop --measure (the estimate needs no memory), or use a smaller --input or --batch")
         memory.measured_peak, memory.measured_on = measure_training_peak(model, size, batch, optimizer)
     out = records[-1] if records else None
     # The network's receptive field is that of its last feature map (the units the classifier

@@ -13,11 +13,12 @@ import copy
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["measure_training_peak"]
+__all__ = ["measure_training_peak", "peak_bytes", "require_memory"]
 
 _STATUS = Path("/proc/self/status")
 
@@ -104,3 +105,26 @@ def measure_training_peak(model: nn.Module, size: Sequence[int], batch: int,
     if peak is None:
         return None, "not measured"
     return peak, "cpu, resident-set growth of a fresh process during one step"
+
+
+def peak_bytes(report: Any, backward: bool = False) -> int:
+    """Estimated peak memory of a forward pass at the report's input and batch.
+
+    Without gradients a pass holds the weights and about three activations at a time (a
+    layer's input, its output and some workspace); with them (``backward``) it keeps every
+    activation for the backward pass, which needs as much again for their gradients.
+    """
+    params = report.memory.parameters
+    if backward:
+        return params + report.memory.gradients + 2 * report.activation_bytes
+    return params + 3 * max((r.activation_bytes for r in report.layers), default=0)
+
+
+def require_memory(model: nn.Module | str, size: Sequence[int], what: str, fix: str, batch: int = 1,
+                   backward: bool = False) -> None:
+    """One line, before anything is allocated, when running ``model`` on ``size`` cannot fit in memory."""
+    from cnnlab.analysis import analyze
+    from cnnlab.limits import check_memory
+
+    check_memory(peak_bytes(analyze(model, size, batch=batch), backward), what, fix)
+

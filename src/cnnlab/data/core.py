@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import CnnlabError
+from cnnlab.limits import check_memory
 
 if TYPE_CHECKING:
     from cnnlab.data.folder import FolderDataset
@@ -216,10 +217,12 @@ def adapt_images(images: torch.Tensor, adapt: Adapt | None) -> torch.Tensor:
         raise CnnlabError(
             f"cannot pad {h}x{w} images to {adapt.size}x{adapt.size} (smaller): use mode='resize'"
         )
+    out_c = adapt.channels or c
+    out_hw = (adapt.size, adapt.size) if adapt.size else (h, w)
     if n == 0:
-        out_c = adapt.channels or c
-        out_hw = (adapt.size, adapt.size) if adapt.size else (h, w)
         return images.new_zeros((0, out_c, *out_hw))
+    check_memory(2 * n * out_c * out_hw[0] * out_hw[1], f"adapting {n:,} images to {out_c}x{out_hw[0]}x{out_hw[1]}",
+                 "adapt to a smaller size, or keep fewer images with --limit")
     return torch.cat([_adapt_chunk(images[i : i + _CHUNK], adapt) for i in range(0, n, _CHUNK)])
 
 

@@ -169,13 +169,12 @@ class FolderDataset(torch.utils.data.Dataset):
         # PIL, as torchvision's reference scripts do: torchvision.io's decoders are deprecated
         # from torchvision 0.29 on (in favour of TorchCodec).
         try:
-            import numpy as np
             from PIL import Image
 
+            from cnnlab.data.images import to_uint8
+
             with Image.open(path) as im:
-                arr = np.asarray(im.convert("RGB" if self.channels == 3 else "L"))
-            t = torch.from_numpy(arr.copy())
-            return t.permute(2, 0, 1).contiguous() if t.dim() == 3 else t.unsqueeze(0)
+                return to_uint8(im, 3 if self.channels == 3 else 1)
         except Exception as exc:  # decoders raise RuntimeError, OSError, ValueError, ...
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CnnlabError(

@@ -30,7 +30,7 @@ from cnnlab.data.formats import (
 )
 from cnnlab.errors import CnnlabError
 
-__all__ = ["DATASETS", "FASHION_CLASSES", "data_roots", "load_dataset"]
+__all__ = ["DATASETS", "FASHION_CLASSES", "data_roots", "dataset_key", "load_dataset"]
 
 DATASETS = ("mnist", "fashion-mnist", "mnist-5k", "cifar10", "cifar100", "imagefolder")
 _ALIASES = {
@@ -285,6 +285,15 @@ def _limit(split: Split, limit: int | None) -> Split:
     return split if limit is None or limit >= len(split) else split.subset(slice(0, limit))
 
 
+def dataset_key(name: str) -> str:
+    """The canonical name of a dataset (aliases and spellings like ``fashion_mnist`` accepted)."""
+    key = str(name).lower().replace("_", "-")
+    key = _ALIASES.get(key, key)
+    if key not in DATASETS:
+        raise CnnlabError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    return key
+
+
 def load_dataset(
     name: str,
     root: str | Path | None = None,
@@ -305,10 +314,7 @@ def load_dataset(
     split (evenly spaced ones for image folders). ``download``: fetch CIFAR with torchvision if
     it is missing (needs the internet).
     """
-    key = str(name).lower().replace("_", "-")
-    key = _ALIASES.get(key, key)
-    if key not in DATASETS:
-        raise CnnlabError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    key = dataset_key(name)
     if limit is not None and limit < 1:
         raise CnnlabError(f"limit must be a positive count, got {limit}")
     root_path = Path(root).expanduser() if root is not None else None

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["ModelInfo", "create_model", "default_input", "list_models", "model_info", "register_model", "resolve_options"]
+__all__ = ["ModelInfo", "check_options", "create_model", "default_input", "list_models", "model_info", "register_model", "resolve_options"]
 
 # Family modules, imported on first use of the registry so that `import cnnlab` stays light.
 FAMILY_MODULES: tuple[str, ...] = ("lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet")
@@ -141,6 +142,30 @@ def list_models(family: str | None = None) -> list[str]:
     return [k for k, v in _REGISTRY.items() if family is None or v.family == family]
 
 
+_META_LIMIT = 2**40
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """One line when ``options`` name an option model ``name`` lacks, or a class or channel count out of range."""
+    from cnnlab.limits import MAX_CHANNELS, MAX_CLASSES, check_count
+
+    info = model_info(name)
+    params = inspect.signature(info.builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in options if k not in params]
+    if unknown and not takes_any:
+        known = ", ".join(k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD)
+        raise CnnlabError(f"model {name!r} has no option {unknown[0]!r}: its options are {known}")
+    # On the meta device nothing is allocated: any size whose element counts fit in 64 bits goes.
+    on_meta = torch.get_default_device().type == "meta"
+    if options.get("num_classes") is not None:
+        check_count(options["num_classes"], "num_classes", 1, _META_LIMIT if on_meta else MAX_CLASSES,
+                    "give the number of classes of the data")
+    if options.get("in_channels") is not None:
+        check_count(options["in_channels"], "in_channels", 1, _META_LIMIT if on_meta else MAX_CHANNELS,
+                    "use 1 for grayscale or 3 for colour")
+
+
 def create_model(
     name: str,
     num_classes: int | None = None,
@@ -159,15 +184,8 @@ def create_model(
     kwargs = dict(overrides)
     for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise CnnlabError(f"{key} must be a positive integer, got {value!r}")
             kwargs[key] = value
-    params = inspect.signature(info.builder).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    unknown = [k for k in kwargs if k not in params]
-    if unknown and not takes_any:
-        options = ", ".join(k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD)
-        raise CnnlabError(f"model {name!r} has no option {unknown[0]!r}: its options are {options}")
+    check_options(name, kwargs)
     try:
         model = info.builder(**kwargs)
     except TypeError as exc:

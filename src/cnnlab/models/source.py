@@ -71,7 +71,7 @@ def resolve_model(spec: str, num_classes: int | None = None, in_channels: int | 
         return ResolvedModel(model, spec, kwargs, (c, *info.default_input[1:]),
                              lambda: create_model(spec, **kwargs))
     if Path(spec).is_file():
-        from cnnlab.train.checkpoint import model_from_checkpoint
+        from cnnlab.checkpoint import model_from_checkpoint
 
         if num_classes is not None or in_channels is not None or weights is not None or options:
             raise CnnlabError("a checkpoint already fixes the architecture and weights: drop --num-classes, "

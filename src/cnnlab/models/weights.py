@@ -57,9 +57,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
+            with path.open("rb"):  # an unreadable file fails here with its real reason
+                pass
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CnnlabError(f"{path} is not a readable safetensors file ({exc})") from None
+            if isinstance(exc, PermissionError) or "os error 13" in str(exc):
+                raise CnnlabError(f"cannot read weights file {path}: permission denied; check the file's "
+                                  "permissions") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CnnlabError(f"{path} is not a readable safetensors file ({first}): check the file, or save it "
+                              "again") from None
     obj = safe_torch_load(path, "weights file")
     return _unwrap(obj, path)
 

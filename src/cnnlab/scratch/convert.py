@@ -65,12 +65,12 @@ def from_npz(path: str | Path, dtype: Any = np.float64, **options: Any) -> Seque
 
 
 def load_checkpoint(path: str | Path, dtype: Any = np.float64) -> Sequential:
-    """A scratch LeNet-5 from a cnnlab checkpoint file (``cnnlab.train.checkpoint``) of ``lenet5``.
+    """A scratch LeNet-5 from a cnnlab checkpoint file (``cnnlab.checkpoint``) of ``lenet5``.
 
     Reads the file with ``torch.load(weights_only=True)`` through cnnlab's own loader, so a file
     that holds anything but tensors and plain containers is refused.
     """
-    from cnnlab.train.checkpoint import load_checkpoint as read_checkpoint  # imports torch
+    from cnnlab.checkpoint import load_checkpoint as read_checkpoint  # imports torch
 
     checkpoint = read_checkpoint(path)
     spec = checkpoint.get("model", {})

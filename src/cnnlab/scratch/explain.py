@@ -293,6 +293,9 @@ def explain_convolution(
     stride, padding, dilation = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
         raise CnnlabError(f"need stride >= 1, dilation >= 1, padding >= 0; got {stride}, {dilation}, {padding}")
+    if max(padding) > MAX_SIDE:
+        raise CnnlabError(f"padding {_hw(padding)} is too large for a written-out example: use at most {MAX_SIDE} "
+                          "per side")
     h, w = len(image), len(image[0])
     kh, kw = len(weights), len(weights[0])
     oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])

@@ -10,6 +10,7 @@ SGD with momentum 0.9 and a learning rate of 0.05 decayed linearly to zero over 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,9 +105,12 @@ def train_lenet(
         ``test_curve``, ``test_accuracy``, ``test_loss`` and the seconds spent loading,
         training and evaluating.
     """
-    if epochs < 1 or batch_size < 1 or log_every < 1 or lr <= 0:
-        raise CnnlabError(f"need epochs, batch_size, log_every >= 1 and lr > 0; got {epochs}, {batch_size}, "
+    if epochs < 1 or batch_size < 1 or log_every < 1 or not 0 < lr < math.inf:
+        raise CnnlabError(f"need epochs, batch_size, log_every >= 1 and a finite lr > 0; got {epochs}, {batch_size}, "
                           f"{log_every}, {lr}")
+    if not (0 <= momentum < 1 and 0 <= weight_decay < math.inf and seed >= 0):
+        raise CnnlabError(f"need momentum in [0, 1), a finite weight_decay >= 0 and seed >= 0; got {momentum}, "
+                          f"{weight_decay}, {seed}")
     if (limit is not None and limit < 1) or (test_limit is not None and test_limit < 1):
         raise CnnlabError(f"limit and test_limit must be positive numbers of images, got {limit}, {test_limit}")
     if schedule not in ("linear", "constant"):

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, get_args, get_origin, get_type_hints
 
 from cnnlab.errors import CnnlabError
+from cnnlab.limits import MAX_SIDE
 
-__all__ = ["FIELD_HELP", "TrainConfig", "config_from_dict", "override"]
+__all__ = ["FIELD_HELP", "TrainConfig", "check_device", "config_from_dict", "override"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
 AMP = ("none", "bf16", "fp16")
+ADAPT_MODES = ("pad", "resize")
 
 
 @dataclass
@@ -86,24 +90,171 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     def validate(self) -> TrainConfig:
-        checks = [
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.amp in AMP, f"amp must be one of {', '.join(AMP)}"),
-            (self.adapt_mode in ("pad", "resize"), "adapt-mode must be pad or resize"),
-            (self.epochs >= 1 or (self.iterations or 0) >= 1, "epochs must be at least 1"),
-            (self.iterations is None or self.iterations >= 1, "iterations must be at least 1"),
-            (self.batch_size >= 1 and self.eval_batch_size >= 1, "batch sizes must be at least 1"),
-            (self.lr > 0, "lr must be positive"),
-            (self.seeds >= 1, "seeds must be at least 1"),
-            (self.log_every >= 1, "log-every must be at least 1"),
-            (0 <= self.label_smoothing < 1, "label-smoothing must be in [0, 1)"),
-            (self.schedule != "multistep" or bool(self.milestones), "schedule multistep needs --milestones"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise CnnlabError(message)
+        """This config, if every field holds a value training can use; else one line naming the field and the fix."""
+        for message in _problems(self):
+            raise CnnlabError(message)
         return self
+
+
+def _fields_of(kind: type) -> tuple[str, ...]:
+    hints = get_type_hints(TrainConfig)
+    return tuple(f.name for f in fields(TrainConfig)
+                 if hints[f.name] is kind or (get_origin(hints[f.name]) is not None and kind in get_args(hints[f.name])
+                                              and get_origin(hints[f.name]) is not list))
+
+
+FLOAT_FIELDS = _fields_of(float)
+INT_FIELDS = _fields_of(int)
+_MAX_STEPS = 10**9
+# (field, smallest, largest, what to give instead)
+INT_RANGES: tuple[tuple[str, int, int, str], ...] = (
+    ("epochs", 0, 10**6, "the number of passes over the training data, e.g. 10"),
+    ("iterations", 1, _MAX_STEPS, "the number of optimizer steps, e.g. 64000"),
+    ("batch_size", 1, 2**20, "e.g. 128"),
+    ("eval_batch_size", 1, 2**20, "e.g. 1000"),
+    ("limit", 1, _MAX_STEPS, "the number of examples to keep from each split, e.g. 1000"),
+    ("adapt_size", 1, MAX_SIDE, "the square side to pad or resize the images to, e.g. 32"),
+    ("crop_padding", 0, MAX_SIDE, "e.g. 4 for CIFAR, 0 for no random crop"),
+    ("random_resized_crop", 1, MAX_SIDE, "the side of the crops, e.g. 224"),
+    ("cutout", 0, MAX_SIDE, "the side of the zeroed square, e.g. 16, or 0 for none"),
+    ("step_size", 1, _MAX_STEPS, "the period of the step schedule, e.g. 30"),
+    ("workers", 0, 256, "e.g. 4, or 0 to read images in the main process"),
+    ("seed", 0, 2**63 - 1, "e.g. 0"),
+    ("seeds", 1, 1000, "the number of runs with consecutive seeds, e.g. 3"),
+    ("log_every", 1, _MAX_STEPS, "steps between progress lines, e.g. 50"),
+    ("checkpoint_every", 0, _MAX_STEPS, "steps between checkpoints, or 0 for epoch ends only"),
+)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _problems(cfg: TrainConfig) -> Iterator[str]:
+    """Every reason ``cfg`` cannot train, cheapest first (the first one is reported)."""
+    for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("amp", AMP),
+                          ("adapt_mode", ADAPT_MODES)):
+        if getattr(cfg, name) not in choices:
+            yield f"{_flag(name)} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}"
+    for name in FLOAT_FIELDS:
+        value = getattr(cfg, name)
+        if value is not None and not _is_number(value):
+            yield f"{_flag(name)} must be a finite number, got {value!r}"
+    for name in INT_FIELDS:
+        value = getattr(cfg, name)
+        if value is not None and not _is_int(value):
+            yield f"{_flag(name)} must be a whole number, got {value!r}"
+    for name, low, high, fix in INT_RANGES:
+        value = getattr(cfg, name)
+        if value is not None and not low <= value <= high:
+            yield f"{_flag(name)} must be from {low} to {high:,}, got {value}: {fix}"
+    if cfg.iterations is None and cfg.epochs < 1:
+        yield f"--epochs must be at least 1, got {cfg.epochs}: or give --iterations"
+    if cfg.adapt_channels not in (None, 1, 3):
+        yield f"--adapt-channels must be 1 (luma of colour images) or 3 (gray repeated), got {cfg.adapt_channels}"
+    yield from _float_problems(cfg)
+    if not all(_is_int(m) for m in cfg.milestones):
+        yield f"--milestones must be whole numbers, got {cfg.milestones!r}"
+    elif list(cfg.milestones) != sorted(set(cfg.milestones)) or any(m < 0 for m in cfg.milestones):
+        yield (f"--milestones must be non-negative and increasing, got {','.join(map(str, cfg.milestones))}: "
+               "e.g. --milestones 32000,48000")
+    if cfg.schedule == "multistep" and not cfg.milestones:
+        yield "--schedule multistep needs --milestones, e.g. --milestones 100,150"
+    if cfg.seed + cfg.seeds - 1 >= 2**63:
+        yield f"--seed {cfg.seed} with --seeds {cfg.seeds} runs past the largest seed 2**63-1: use a smaller --seed"
+    if not isinstance(cfg.out, str) or not cfg.out.strip():
+        yield "--out must name a folder for the runs, e.g. --out runs"
+    if cfg.amp == "fp16" and cfg.device == "cpu":
+        yield "--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or none"
+    for key, why in (("num_classes", "the dataset fixes the number of classes"),
+                     ("in_channels", "the dataset fixes the input channels (convert them with --adapt-channels)")):
+        if key in cfg.model_options:
+            yield f"--set {key}={cfg.model_options[key]} is not an option of a training run: {why}; drop it"
+    try:
+        check_device(cfg.device)
+        _check_model(cfg)
+        _check_data(cfg)
+    except CnnlabError as exc:
+        yield str(exc)
+
+
+def _float_problems(cfg: TrainConfig) -> Iterator[str]:
+    if not cfg.lr > 0:
+        yield f"--lr must be positive, got {cfg.lr}: e.g. 0.1 for SGD, 1e-3 for AdamW"
+    if not 0 <= cfg.momentum < 1:
+        yield f"--momentum must be in [0, 1), got {cfg.momentum}: use 0.9 (the usual value) or 0 for plain SGD"
+    if not cfg.weight_decay >= 0:
+        yield f"--weight-decay must be at least 0, got {cfg.weight_decay}: e.g. 5e-4, or 0 for none"
+    if not 0 < cfg.gamma <= 1:
+        yield f"--gamma must be in (0, 1], got {cfg.gamma}: the factor the learning rate is multiplied by, e.g. 0.1"
+    if not cfg.warmup >= 0:
+        yield f"--warmup must be at least 0 epochs, got {cfg.warmup}: use 0 for no warm-up"
+    if not 0 <= cfg.label_smoothing < 1:
+        yield f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}: 0.1 is common, 0 turns it off"
+    if cfg.grad_clip is not None and not cfg.grad_clip > 0:
+        yield f"--grad-clip must be positive, got {cfg.grad_clip}: e.g. 1.0, or none for no clipping"
+    if cfg.aux_weight is not None and not cfg.aux_weight >= 0:
+        yield f"--aux-weight must be at least 0, got {cfg.aux_weight}: the GoogLeNet paper uses 0.3"
+    if not cfg.pca_lighting >= 0:
+        yield f"--pca-lighting must be at least 0, got {cfg.pca_lighting}: AlexNet used 0.1, 0 turns it off"
+    v = cfg.val_size
+    if v is not None and not (0 <= v < 1 or (v >= 1 and float(v).is_integer())):
+        yield (f"--val-size must be a count of at least 1 or a fraction in [0, 1), got {v}: e.g. 5000 or 0.1 "
+               "(0: no validation split)")
+
+
+def check_device(name: str) -> str:
+    """``name`` if it is a device that exists on this machine (cpu, auto, cuda, cuda:N, mps)."""
+    text = str(name).strip().lower()
+    if text in ("auto", "cpu"):
+        return text
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise CnnlabError(f"--device {name!r} is not a device: use cpu, auto, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return text
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CnnlabError(f"--device {name} asked for, but torch sees no CUDA device here: use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise CnnlabError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to "
+                              f"cuda:{count - 1}: use one of them")
+        return text
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise CnnlabError(f"--device {name} asked for, but torch sees no Apple MPS device here: use --device cpu")
+        return text
+    raise CnnlabError(f"--device {name} is not a device cnnlab trains on: use cpu, auto, cuda or cuda:N")
+
+
+def _check_model(cfg: TrainConfig) -> None:
+    from cnnlab.models.registry import check_options
+
+    options = {k: v for k, v in cfg.model_options.items() if k not in ("num_classes", "in_channels")}
+    check_options(cfg.model, options)
+
+
+def _check_data(cfg: TrainConfig) -> None:
+    from pathlib import Path
+
+    from cnnlab.data.sources import dataset_key
+
+    dataset_key(cfg.dataset)
+    if cfg.data_root is not None and not Path(cfg.data_root).expanduser().exists():
+        raise CnnlabError(f"--data-root {cfg.data_root} does not exist: give an existing folder")
 
 
 def _field_help() -> dict[str, str]:

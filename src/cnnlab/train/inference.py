@@ -10,9 +10,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cnnlab.checkpoint import model_from_checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.train.checkpoint import model_from_checkpoint
-from cnnlab.train.config import config_from_dict
+from cnnlab.train.config import check_device, config_from_dict
 
 __all__ = ["checkpoint_path", "evaluate_checkpoint", "image_tensor", "load_image", "predict"]
 
@@ -20,16 +20,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 def checkpoint_path(run_or_checkpoint: str | Path) -> Path:
-    """A run folder means its best checkpoint; a file is taken as it is."""
-    path = Path(run_or_checkpoint)
-    if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise CnnlabError(f"{path} holds no best.pt or last.pt: is it a cnnlab run folder?")
-    if not path.exists():
-        raise CnnlabError(f"{path} does not exist: give a run folder or a checkpoint file")
-    return path
+    """A run folder means its best checkpoint (see :meth:`cnnlab.runs.RunDir.weights`); a file is taken as it is."""
+    from cnnlab.runs import RunDir
+
+    run, file = RunDir.holding(run_or_checkpoint)
+    return file if file is not None else run.weights()
 
 
 def evaluate_checkpoint(run_or_checkpoint: str | Path, split: str = "test", dataset: str | None = None,
@@ -42,6 +37,11 @@ def evaluate_checkpoint(run_or_checkpoint: str | Path, split: str = "test", data
     from cnnlab.data import Split, TensorLoader, folder_loader
     from cnnlab.train.loop import evaluate, load_data
 
+    if split not in ("test", "val", "train"):
+        raise CnnlabError(f"split must be test, val or train, got {split!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise CnnlabError(f"batch size must be a positive whole number, got {batch_size!r}: e.g. 1000")
+    device = check_device(device)
     path = checkpoint_path(run_or_checkpoint)
     model, ckpt = model_from_checkpoint(path)
     if "config" not in ckpt:
@@ -50,15 +50,13 @@ def evaluate_checkpoint(run_or_checkpoint: str | Path, split: str = "test", data
     ds = load_data(dataclasses.replace(
         cfg, dataset=dataset or cfg.dataset, data_root=data_root if data_root is not None else cfg.data_root,
         limit=cfg.limit if dataset is None else None))
-    if split not in ("test", "val", "train"):
-        raise CnnlabError(f"split must be test, val or train, got {split!r}")
     data = getattr(ds, split)
     if data is None:
         raise CnnlabError(f"{ds.name} has no {split} split here: use --split val")
     classes = ckpt.get("data", {}).get("classes", list(ds.classes))
     if len(classes) != len(ds.classes):
         raise CnnlabError(f"the checkpoint knows {len(classes)} classes but {ds.name} has {len(ds.classes)}")
-    dev = torch.device(device)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     model.to(dev)
     mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]
     if isinstance(data, Split):
@@ -72,26 +70,20 @@ def evaluate_checkpoint(run_or_checkpoint: str | Path, split: str = "test", data
 
 
 def load_image(path: str | Path) -> torch.Tensor:
-    """An image file as a uint8 C x H x W tensor (decoded with Pillow); one clear line when it is not one."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file as a uint8 C x H x W tensor (see :func:`cnnlab.data.images.read_image`)."""
+    from cnnlab.data.images import read_image
 
-    path = Path(path)
-    if not path.is_file():
-        raise CnnlabError(f"image {path} does not exist: check the path")
-    try:
-        with Image.open(path) as img:
-            return image_tensor(img)
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise CnnlabError(f"{path} is not an image cnnlab can read (PNG, JPEG, GIF, WebP, BMP)") from None
+    return read_image(path)
 
 
 def image_tensor(img: Any) -> torch.Tensor:
-    """An open Pillow image as a uint8 C x H x W tensor: 1 channel for grey modes, else 3 (RGB)."""
-    import numpy as np
+    """An open Pillow image as a uint8 C x H x W tensor: 1 channel for grey modes, else 3 (RGB).
 
-    img = img.convert("L" if img.mode in ("1", "L", "I;16", "I", "F") else "RGB")
-    tensor = torch.from_numpy(np.asarray(img).copy())
-    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+    16-bit and float pixels are scaled to 0..255, never clipped (see :mod:`cnnlab.data.images`).
+    """
+    from cnnlab.data.images import to_uint8
+
+    return to_uint8(img)
 
 
 def _prepare(image: torch.Tensor, channels: int, size: Sequence[int], mean: Sequence[float],
@@ -117,6 +109,8 @@ def predict(checkpoint: str | Path, images: Sequence[str | Path], top: int = 5) 
     Each image is converted to the checkpoint's channels and resized to its input size, then
     normalised with the training set's statistics.
     """
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise CnnlabError(f"top must be a positive whole number, got {top!r}: e.g. 5")
     path = checkpoint_path(checkpoint)
     model, ckpt = model_from_checkpoint(path)
     meta = ckpt.get("data")

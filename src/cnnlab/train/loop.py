@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import math
 import os
 import random
@@ -26,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.checkpoint import checkpoint_payload, load_checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.runs import RunDir
 from cnnlab.train.config import TrainConfig, config_from_dict
 from cnnlab.train.distributed import DistEnv, all_reduce_sum, barrier, init_distributed, shutdown
 from cnnlab.train.progress import Progress, fmt_duration
@@ -254,9 +254,8 @@ class _StopFlag:
 # --------------------------------------------------------------------------------------
 
 
-def _run_dir(cfg: TrainConfig) -> Path:
-    name = cfg.name or f"{cfg.model}-{cfg.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-s{cfg.seed}"
-    return Path(cfg.out) / name
+def _default_name(cfg: TrainConfig) -> str:
+    return f"{cfg.model}-{cfg.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-s{cfg.seed}"
 
 
 def load_data(cfg: TrainConfig) -> Any:
@@ -332,31 +331,57 @@ def _loss(output: Any, y: torch.Tensor, cfg: TrainConfig, aux_weight: float) -> 
 
 
 def fit(cfg: TrainConfig, resume: str | Path | None = None, on_step: Callable[[int], bool] | None = None,
-        quiet: bool = False) -> RunResult:
-    """Train with ``cfg`` (or continue the run folder or checkpoint ``resume``).
+        quiet: bool = False, overwrite: bool = False) -> RunResult:
+    """Train with ``cfg`` in a new run folder, or continue the run ``resume`` (its folder or a checkpoint in it).
 
-    ``on_step(step)`` is called after every optimizer step; returning True stops the run at
-    that step boundary with a checkpoint to resume from, as SIGINT/SIGTERM do.
+    A new run never writes into a folder that holds another run: an explicit ``cfg.name`` that
+    is taken is refused unless ``overwrite``. A resumed run is written where ``resume`` is,
+    whatever the checkpoint says. ``on_step(step)`` is called after every optimizer step;
+    returning True stops the run at that step boundary with a checkpoint to resume from, as
+    SIGINT/SIGTERM do.
     """
-    ckpt = None
-    if resume is not None:
-        path = Path(resume)
-        path = path / "last.pt" if path.is_dir() else path
-        ckpt = load_checkpoint(path)
-        if "train" not in ckpt:
-            raise CnnlabError(f"{path} holds weights but no training state: resume from a run's last.pt")
-        cfg = config_from_dict(ckpt["config"])
-    cfg = cfg.validate()
-    device = _device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    env = init_distributed(device)
+    run = ckpt = note = None
+    main = int(os.environ.get("RANK", "0")) == 0
     try:
-        return _fit(cfg, device, env, ckpt, on_step, quiet)
+        if resume is not None:
+            run, chosen = RunDir.holding(resume)
+            if main:
+                run.acquire()  # before reading: no other process can move the run on under us
+            ckpt, _, note = run.resume_point(chosen)
+            cfg = config_from_dict(ckpt["config"] if ckpt else run.read_config() or {})
+        cfg = cfg.validate()
+        device = _device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+        env = init_distributed(device)
+        created = run is None
+        try:
+            if run is None:
+                run, note = _open_run(cfg, env, overwrite)
+            return _fit(cfg, device, env, run, ckpt, note, on_step, quiet)
+        except BaseException:
+            if created and run is not None and env.is_main:
+                run.discard_if_empty()  # a run that failed before writing anything leaves no folder
+            raise
+        finally:
+            shutdown(env)
     finally:
-        shutdown(env)
+        if run is not None:
+            run.release()
 
 
-def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, ckpt: dict[str, Any] | None,
-         on_step: Callable[[int], bool] | None, quiet: bool) -> RunResult:
+def _open_run(cfg: TrainConfig, env: DistEnv, overwrite: bool) -> tuple[RunDir, str | None]:
+    """Rank 0 makes and locks the new run's folder; the other ranks learn its path."""
+    run, note = (RunDir.create(cfg.out, cfg.name, _default_name(cfg), overwrite) if env.is_main
+                 else (None, None))
+    if env.enabled:
+        box = [str(run.path) if run is not None else None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        run = run or RunDir(box[0])
+    assert run is not None
+    return run, note
+
+
+def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt: dict[str, Any] | None,
+         note: str | None, on_step: Callable[[int], bool] | None, quiet: bool) -> RunResult:
     t_start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -372,6 +397,8 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, ckpt: dict[str, A
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     base = model
     train_loader, val_loader, test_loader = _loaders(cfg, ds, device, env)
+    if val_loader is not None and len(ds.val) == 0:
+        val_loader = None  # --val-size 0: a final fit on all the training data, no model selection
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise CnnlabError(f"the training split ({len(ds.train)} images) is smaller than one batch of "
@@ -383,29 +410,41 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, ckpt: dict[str, A
         optimizer, lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and device.type == "cuda")
     aux_weight = cfg.aux_weight if cfg.aux_weight is not None else float(getattr(base, "aux_weight", 0.0))
-    run_dir = Path(ckpt["run_dir"]) if ckpt else _run_dir(cfg)
     state = {"epoch": 0, "step": 0, "best_top1": -1.0, "best_epoch": None, "history": [], "partial": None}
     if ckpt:
-        base.load_state_dict(ckpt["state_dict"])
-        t = ckpt["train"]
-        optimizer.load_state_dict(t["optimizer"])
-        scheduler.load_state_dict(t["scheduler"])
-        scaler.load_state_dict(t["scaler"])
-        state = {k: t[k] for k in state}
-        train_loader.load_state_dict(t["loader"])
-        _set_rng_state(t["rng"][env.rank] if env.rank < len(t["rng"]) else t["rng"][0], device)
+        try:
+            base.load_state_dict(ckpt["state_dict"])
+            t = ckpt["train"]
+            optimizer.load_state_dict(t["optimizer"])
+            scheduler.load_state_dict(t["scheduler"])
+            scaler.load_state_dict(t["scaler"])
+            state = {k: t[k] for k in state}
+            train_loader.load_state_dict(t["loader"])
+            _set_rng_state(t["rng"][env.rank] if env.rank < len(t["rng"]) else t["rng"][0], device)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, CnnlabError):
+                raise
+            raise CnnlabError(f"{run.path}: the checkpoint's training state cannot be restored ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else 'incomplete'}); start a new run") from None
+        if env.rank != 0 and state["partial"] is not None:  # rank 0 carries the sums saved so far
+            state["partial"] = {"loss": 0.0, "correct": 0, "seen": 0}
     model = base
     if env.enabled:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(base, device_ids=ids)
     if cfg.compile:
         model = torch.compile(model)
-    writer = _tensorboard(cfg, run_dir, env)
+    run_dir = run.path
     if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(cfg.to_json() + "\n")
+        # The run's files agree with the checkpoint it continues from: epochs recorded after it are
+        # done again, epochs it holds but metrics.jsonl lost are restored.
+        run.write_config(cfg.to_json())
+        run.write_metrics(state["history"])
+    writer = _tensorboard(cfg, run, env)
     summary = _summary_lines(cfg, ds, base, device, env, total_steps, epochs, run_dir)
     progress = Progress(env.is_main and not quiet, total_steps, epochs, start_step=state["step"])
+    if note:
+        progress.message(note)
     if ckpt:
         progress.message(f"resuming {run_dir} at step {state['step']} (epoch {state['epoch'] + 1})")
     for line in summary:
@@ -413,122 +452,129 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, ckpt: dict[str, A
     meta = {"dataset": ds.name, "classes": list(ds.classes), "mean": list(ds.mean), "std": list(ds.std),
             "input_size": [ds.in_channels, *ds.image_size], "adaptation": list(ds.adaptation)}
 
-    def save(name: str) -> None:
+    def commit(best: bool = False) -> None:
+        """Save the whole state on rank 0: best.pt first when ``best``, then last.pt (see cnnlab.runs)."""
         rng = [_rng_state(device)]
+        partial = state["partial"]
         if env.enabled:  # every rank's generators, so each continues its own stream
             gathered: list[Any] = [None] * env.world_size
             # Tensors do not survive all_gather_object's unpickling here: send plain bytes and lists.
             torch.distributed.all_gather_object(gathered, _plain_rng(rng[0]))
             rng = [_tensor_rng(r) for r in gathered]
+            if partial is not None:  # the epoch's sums so far over all ranks, carried by rank 0 on resume
+                sums = torch.tensor([partial["loss"], partial["correct"], partial["seen"]], dtype=torch.float64,
+                                    device=device)
+                all_reduce_sum(sums, env)
+                partial = {"loss": float(sums[0]), "correct": int(sums[1]), "seen": int(sums[2])}
         if env.is_main:
-            save_checkpoint(run_dir / name, cfg.model, model_kwargs, base.state_dict(), config=cfg.to_dict(),
-                            data=meta, run_dir=str(run_dir), input_size=meta["input_size"], train={
-                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                "scaler": scaler.state_dict(), "rng": rng, "loader": train_loader.state_dict(),
-                                **{k: state[k] for k in ("epoch", "step", "best_top1", "best_epoch", "history",
-                                                         "partial")}})
+            payload = checkpoint_payload(
+                cfg.model, model_kwargs, base.state_dict(), config=cfg.to_dict(), data=meta,
+                input_size=meta["input_size"], train={
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "rng": rng, "loader": train_loader.state_dict(),
+                    **{k: state[k] for k in ("epoch", "step", "best_top1", "best_epoch", "history")},
+                    "partial": partial})
+            run.commit(payload, best=best)
         barrier(env)
 
     status = "finished"
     images = 0
     t_train = 0.0
     with _StopFlag() as stop:
-        while state["step"] < total_steps and status == "finished":
+        while state["epoch"] < epochs:
             epoch = state["epoch"]
+            epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
             if state["partial"] is None:
                 train_loader.set_epoch(epoch)
                 state["partial"] = {"loss": 0.0, "correct": 0, "seen": 0}
             model.train()
-            acc_loss = torch.zeros((), dtype=torch.float64, device=device)
-            acc_correct = torch.zeros((), dtype=torch.int64, device=device)
-            acc_seen = 0
+            # The running sums start from what was saved, so a resumed epoch adds the same numbers
+            # in the same order as an uninterrupted one: its train loss agrees to the last bit.
+            acc_loss = torch.tensor(state["partial"]["loss"], dtype=torch.float64, device=device)
+            acc_correct = torch.tensor(state["partial"]["correct"], dtype=torch.int64, device=device)
+            acc_seen = seen_before = state["partial"]["seen"]
             t_epoch = time.perf_counter()
-            for x, y in train_loader:
-                with _autocast(device, cfg.amp):
-                    output = model(x)
-                    loss, logits = _loss(output, y, cfg, aux_weight)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(base.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                state["step"] += 1
-                acc_loss += loss.detach().double() * y.shape[0]
-                acc_correct += (logits.detach().argmax(1) == y).sum()
-                acc_seen += y.shape[0]
-                images += y.shape[0] * env.world_size
-                at_log = state["step"] % cfg.log_every == 0
-                # On the CPU the check is free; on a GPU it waits for the device, so only at log steps.
-                if (at_log or device.type == "cpu") and not torch.isfinite(loss.detach()):
-                    raise CnnlabError(
-                        f"the loss became {float(loss.detach()):g} at step {state['step']} (epoch {epoch + 1}); the last "
-                        f"good checkpoint in {run_dir} is intact: lower --lr or add --grad-clip 1.0")
-                if at_log:
-                    elapsed = time.perf_counter() - t_epoch
-                    seen = max(acc_seen, 1)
-                    progress.step(state["step"], epoch, float(acc_loss) / seen, int(acc_correct) / seen,
-                                  acc_seen * env.world_size / max(elapsed, 1e-9), optimizer.param_groups[0]["lr"])
-                stop_now = stop.set or (on_step is not None and on_step(state["step"]))
-                if stop_now or state["step"] >= total_steps or (
-                        cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0):
-                    p = state["partial"]
-                    state["partial"] = {"loss": p["loss"] + float(acc_loss), "correct": p["correct"] +
-                                        int(acc_correct), "seen": p["seen"] + acc_seen}
-                    acc_loss.zero_()
-                    acc_correct.zero_()
-                    acc_seen = 0
+            if state["step"] < epoch_end:
+                for x, y in train_loader:
+                    with _autocast(device, cfg.amp):
+                        output = model(x)
+                        loss, logits = _loss(output, y, cfg, aux_weight)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if cfg.grad_clip:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(base.parameters(), cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    state["step"] += 1
+                    acc_loss += loss.detach().double() * y.shape[0]
+                    acc_correct += (logits.detach().argmax(1) == y).sum()
+                    acc_seen += y.shape[0]
+                    images += y.shape[0] * env.world_size
+                    at_log = state["step"] % cfg.log_every == 0
+                    # On the CPU the check is free; on a GPU it waits for the device, so only at log steps.
+                    if (at_log or device.type == "cpu") and not torch.isfinite(loss.detach()):
+                        raise CnnlabError(
+                            f"the loss became {float(loss.detach()):g} at step {state['step']} (epoch {epoch + 1}); "
+                            f"the last good checkpoint in {run_dir} is intact: lower --lr or add --grad-clip 1.0")
+                    if at_log:
+                        elapsed = time.perf_counter() - t_epoch
+                        seen = max(acc_seen, 1)
+                        progress.step(state["step"], epoch, float(acc_loss) / seen, int(acc_correct) / seen,
+                                      (acc_seen - seen_before) * env.world_size / max(elapsed, 1e-9),
+                                      optimizer.param_groups[0]["lr"])
+                    stop_now = stop.set or (on_step is not None and on_step(state["step"]))
+                    periodic = cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0
+                    if stop_now or periodic or state["step"] >= epoch_end:
+                        state["partial"] = {"loss": float(acc_loss), "correct": int(acc_correct), "seen": acc_seen}
                     if stop_now:
                         status = "interrupted"
                         break
-                    if state["step"] >= total_steps:
+                    if state["step"] >= epoch_end:
                         break
-                    save("last.pt")
+                    if periodic:
+                        commit()
             t_train += time.perf_counter() - t_epoch
-            p = state["partial"]
-            p = {"loss": p["loss"] + float(acc_loss), "correct": p["correct"] + int(acc_correct),
-                 "seen": p["seen"] + acc_seen}
             if status == "interrupted":
-                state["partial"] = p
-                save("last.pt")
+                commit()
                 progress.message(f"interrupted at step {state['step']}: resume with `cnnlab train --resume {run_dir}`")
                 break
+            p = state["partial"]
             totals = torch.tensor([p["loss"], p["correct"], p["seen"]], dtype=torch.float64, device=device)
             all_reduce_sum(totals, env)
-            val = evaluate(model, val_loader, len(ds.classes), device, env, cfg.amp)
+            val = evaluate(model, val_loader, len(ds.classes), device, env, cfg.amp) if val_loader else None
             record = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(totals[0] / totals[2]),
-                      "train_top1": float(totals[1] / totals[2]), "val_loss": val["loss"], "val_top1": val["top1"],
-                      "val_top5": val["top5"], "lr": optimizer.param_groups[0]["lr"],
-                      "seconds": round(time.perf_counter() - t_epoch, 3)}
+                      "train_top1": float(totals[1] / totals[2]), "val_loss": val and val["loss"],
+                      "val_top1": val and val["top1"], "val_top5": val and val["top5"],
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t_epoch, 3)}
+            # Without a validation split the newest weights are the ones kept and tested.
+            best = val is None or val["top1"] > state["best_top1"]
+            if best:
+                state["best_top1"], state["best_epoch"] = (val["top1"] if val else -1.0), epoch + 1
             state["history"].append(record)
             state["epoch"] = epoch + 1
             state["partial"] = None
-            best = val["top1"] > state["best_top1"]
-            if best:
-                state["best_top1"], state["best_epoch"] = val["top1"], epoch + 1
+            commit(best=best)
             if env.is_main:
-                with (run_dir / "metrics.jsonl").open("a") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                run.append_metrics(record)
                 if writer is not None:
                     for key in ("train_loss", "train_top1", "val_loss", "val_top1", "lr"):
-                        writer.add_scalar(key, record[key], state["step"])
+                        if record[key] is not None:
+                            writer.add_scalar(key, record[key], state["step"])
                     writer.flush()
-            save("last.pt")
-            if best:
-                save("best.pt")
+            shown = f"val loss {val['loss']:.4f} acc {val['top1']:.2%}{' (best)' if best else ''}" if val else \
+                "no validation split"
             progress.message(
                 f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} acc {record['train_top1']:.2%} | "
-                f"val loss {val['loss']:.4f} acc {val['top1']:.2%}{' (best)' if best else ''} | "
-                f"{fmt_duration(time.perf_counter() - t_epoch)}")
+                f"{shown} | {fmt_duration(time.perf_counter() - t_epoch)}")
     progress.close()
     if writer is not None:
         writer.close()
     test = None
     if status == "finished" and test_loader is not None:
         # Every rank reads the best weights (a multi-node run keeps --out on shared storage).
-        base.load_state_dict(load_checkpoint(run_dir / "best.pt")["state_dict"])
+        base.load_state_dict(load_checkpoint(run.best)["state_dict"])
         test = evaluate(model, test_loader, len(ds.classes), device, env, cfg.amp, confusion=False)
         test = {k: v for k, v in test.items() if k != "per_class"}
     best_val = None
@@ -537,7 +583,7 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, ckpt: dict[str, A
     result = RunResult(run_dir, status, cfg.to_dict(), state["epoch"], state["step"], state["best_epoch"], best_val,
                        test, time.perf_counter() - t_start, images / max(t_train, 1e-9), state["history"], summary)
     if env.is_main and status == "finished":
-        (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        run.write_result(result.to_dict())
     return result
 
 
@@ -557,25 +603,27 @@ def _summary_lines(cfg: TrainConfig, ds: Any, model: nn.Module, device: torch.de
     return lines
 
 
-def _tensorboard(cfg: TrainConfig, run_dir: Path, env: DistEnv) -> Any:
+def _tensorboard(cfg: TrainConfig, run: RunDir, env: DistEnv) -> Any:
     if not cfg.tensorboard or not env.is_main:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise CnnlabError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter(log_dir=str(run.events))
 
 
-def fit_seeds(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
+def fit_seeds(cfg: TrainConfig, quiet: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Run ``cfg.seeds`` seeds (seed, seed+1, ...) and report each test accuracy and their mean and std."""
     runs = []
     for i in range(cfg.seeds):
         one = config_from_dict({**cfg.to_dict(), "seed": cfg.seed + i, "seeds": 1,
                                 "name": f"{cfg.name}-s{cfg.seed + i}" if cfg.name else None})
-        runs.append(fit(one, quiet=quiet))
+        runs.append(fit(one, quiet=quiet, overwrite=overwrite))
     accs = [r.test["top1"] for r in runs if r.test is not None]
-    mean = sum(accs) / len(accs) if accs else float("nan")
+    if not accs:  # no test split: nothing to average
+        return {"runs": [r.to_dict() for r in runs], "test_top1": [], "test_top1_mean": None, "test_top1_std": None}
+    mean = sum(accs) / len(accs)
     std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
     return {"runs": [r.to_dict() for r in runs], "test_top1": accs, "test_top1_mean": mean, "test_top1_std": std}
 

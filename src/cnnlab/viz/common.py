@@ -59,9 +59,15 @@ def save_figure(fig: Figure, out: str | Path, dpi: int = DPI) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CnnlabError(f"cannot create folder {path.parent} for {path.name}: {exc.strerror}") from None
-    with atomic_write(path, ".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+        raise CnnlabError(f"cannot create folder {path.parent} for {path.name} ({exc.strerror}): choose another "
+                          "--out") from None
+    try:
+        with atomic_write(path, ".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    except OSError as exc:  # name the picture asked for, not the temporary file beside it
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     return path
 
 
@@ -137,7 +143,7 @@ def model_or_checkpoint(spec: ModelLike, seed: int = 0) -> tuple[nn.Module, dict
         from cnnlab.models.registry import unknown_model
 
         raise unknown_model(text)
-    from cnnlab.train.checkpoint import model_from_checkpoint
+    from cnnlab.checkpoint import model_from_checkpoint
     from cnnlab.train.inference import checkpoint_path
 
     model, ckpt = model_from_checkpoint(checkpoint_path(text))

@@ -9,7 +9,6 @@ linear layers, per image). Accuracies come from a dict ``{model: top-1}`` or fro
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,17 +53,20 @@ def model_costs(models: Sequence[str | nn.Module], input_size: Sequence[int] | s
 
 def run_accuracies(run_dirs: Sequence[str | os.PathLike[str]]) -> dict[str, float]:
     """{model: test top-1} from run folders' ``result.json`` (the best run when a model repeats)."""
+    from cnnlab.runs import RunDir
+
     accs: dict[str, float] = {}
-    for run in run_dirs:
-        path = Path(run) / "result.json"
-        if not path.is_file():
-            raise CnnlabError(f"{run} has no result.json: give finished cnnlab run folders")
+    for folder in run_dirs:
+        run = RunDir(folder)
+        result = run.read_result()
+        if result is None:
+            raise CnnlabError(f"{folder} has no readable result.json: give finished cnnlab run folders")
         try:
-            result = json.loads(path.read_text())
-            model = result["config"]["model"]
+            model = str(result["config"]["model"])
             top1 = float(result["test"]["top1"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise CnnlabError(f"{path} has no test top-1 and model: did the run finish with a test set?") from None
+        except (KeyError, TypeError, ValueError):
+            raise CnnlabError(f"{run.result_file} has no test top-1 and model: did the run finish with a test "
+                              "set?") from None
         accs[model] = max(top1, accs.get(model, top1))
     return accs
 

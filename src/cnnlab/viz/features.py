@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.viz.common import (
     ImageLike,
     ModelLike,
@@ -38,11 +39,14 @@ def default_layers(model: nn.Module) -> list[str]:
 
 
 def parse_layers(text: str | Sequence[str] | None) -> list[str] | None:
-    """"a,b,c" (or a list) -> ["a", "b", "c"]; None stays None."""
-    if text is None:
+    """"a,b,c" (or a list) -> ["a", "b", "c"]; None or blank stays None (the default layers)."""
+    if text is None or (isinstance(text, str) and not text.strip()):
         return None
     items = text.split(",") if isinstance(text, str) else list(text)
-    return [s.strip() for s in items if s.strip()] or None
+    names = [s.strip() for s in items if s.strip()]
+    if items and not names:
+        raise CnnlabError(f"no layer name in {text!r}: write names separated by commas, e.g. features.0,features.3")
+    return names or None
 
 
 def _first_tensor(output: Any) -> torch.Tensor | None:

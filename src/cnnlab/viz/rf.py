@@ -138,6 +138,10 @@ def erf_details(model: nn.Module, size: tuple[int, ...], samples: int, seed: int
     """
     if samples < 1:
         raise CnnlabError(f"samples must be at least 1, got {samples}")
+    from cnnlab.analysis.memory import require_memory
+
+    require_memory(model, size, f"measuring the effective receptive field at {'x'.join(map(str, size))} "
+                   f"({samples} samples)", "use a smaller --input", batch=samples, backward=True)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32

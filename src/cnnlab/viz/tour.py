@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cnnlab import shapes
+from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
 from cnnlab.viz.common import save_figure
 from cnnlab.viz.compare import draw_compare, model_costs
@@ -389,5 +390,6 @@ def make_tour(out_dir: str | os.PathLike[str], lang: str = "en", page: str | os.
         facts = None
     page_path.parent.mkdir(parents=True, exist_ok=True)
     img = Path(os.path.relpath(folder.resolve(), page_path.parent.resolve())).as_posix()
-    page_path.write_text(_page(lang, img, _numbers(), facts), encoding="utf-8")
+    with atomic_write(page_path, ".md") as tmp:
+        tmp.write_text(_page(lang, img, _numbers(), facts), encoding="utf-8")
     return page_path

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,8 +43,6 @@ LIMITS = {
     "stack_side": 1_000_000,  # the calculator is pure arithmetic: any realistic size
 }
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
-RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-RUNNING_WINDOW_S = 120  # a run without result.json that wrote something this recently counts as running
 
 
 class _Lru:
@@ -117,49 +113,6 @@ def _pair(value: Any, name: str, low: int, high: int) -> tuple[int, int]:
     return number, number
 
 
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    """A run's epoch records; a last line still being written is left for the next read."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    records = []
-    for line in text.splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "epoch" in record:
-            records.append(record)
-    return sorted(records, key=lambda r: r["epoch"])
-
-
-def _newest_change(folder: Path) -> float:
-    """The latest modification time of the folder or a file in it (files may vanish meanwhile:
-    a checkpoint is written to a temporary name, then renamed)."""
-    newest = 0.0
-    try:
-        newest = folder.stat().st_mtime
-        for path in folder.iterdir():
-            try:
-                newest = max(newest, path.stat().st_mtime)
-            except OSError:
-                continue
-    except OSError:
-        pass
-    return newest
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 class Explorer:
     """The explorer's computations over one runs folder."""
 
@@ -190,8 +143,10 @@ class Explorer:
 
     def run_dir(self, name: str) -> Path:
         """The run folder ``name`` directly inside the runs folder; anything else is refused."""
+        from cnnlab.runs import RUN_NAME
+
         text = str(name)
-        if not RUN_NAME.match(text) or text in (".", ".."):
+        if not RUN_NAME.match(text):
             raise CnnlabError(f"run {text!r} is not a run name: give the name of a folder inside the runs folder "
                               "(letters, digits, '.', '_', '-'; no paths)")
         path = (self.runs_dir / text).resolve()
@@ -204,58 +159,59 @@ class Explorer:
 
     def _checkpoint(self, run: str) -> Path:
         """The run's best checkpoint so far, else its last one."""
-        folder = self.run_dir(run)
-        for name in ("best.pt", "last.pt"):
-            if (folder / name).is_file():
-                return folder / name
-        raise CnnlabError(f"run {run!r} has no checkpoint yet (best.pt or last.pt): wait for its first epoch")
+        from cnnlab.runs import RunDir
+
+        folder = RunDir(self.run_dir(run))
+        try:
+            return folder.weights()
+        except CnnlabError:
+            raise CnnlabError(f"run {run!r} has no checkpoint yet (best.pt or last.pt): wait for its first "
+                              "epoch") from None
 
     def runs(self) -> list[dict[str, Any]]:
+        from cnnlab.runs import RunDir
+
         if not self.runs_dir.is_dir():
             return []
         out = []
         for folder in self.runs_dir.iterdir():
             try:
-                self.run_dir(folder.name)  # listed only if it can be opened: a link leading out is not
+                run = RunDir(self.run_dir(folder.name))  # listed only if it can be opened: a link leading out is not
             except CnnlabError:
                 continue
-            config = _read_json(folder / "config.json")
+            config = run.read_config()
             if config is None:
                 continue
-            out.append(self._run_summary(folder, config))
+            out.append(self._run_summary(run, config))
         return sorted(out, key=lambda r: r["updated"], reverse=True)
 
-    def _run_summary(self, folder: Path, config: dict[str, Any]) -> dict[str, Any]:
-        metrics = _read_metrics(folder / "metrics.jsonl")
-        result = _read_json(folder / "result.json")
-        best = max((m.get("val_top1", 0.0) for m in metrics), default=None)
-        test = (result or {}).get("test") or {}
-        updated = _newest_change(folder)
-        if result is not None:
-            status = str(result.get("status", "finished"))
-        else:
-            status = "running" if time.time() - updated < RUNNING_WINDOW_S else "stopped"
+    def _run_summary(self, run: Any, config: dict[str, Any]) -> dict[str, Any]:
+        metrics = run.read_metrics(strict=False)
+        result = run.read_result()
+        best = max((m["val_top1"] for m in metrics if isinstance(m.get("val_top1"), (int, float))), default=None)
+        test = (result or {}).get("test")
         return {
-            "name": folder.name,
+            "name": run.path.name,
             "model": config.get("model"),
             "dataset": config.get("dataset"),
             "epochs": config.get("epochs"),
             "epochs_done": len(metrics),
-            "status": status,
+            "status": run.status(),
             "best_val_top1": best,
-            "test_top1": test.get("top1"),
-            "has_checkpoint": any((folder / n).is_file() for n in ("best.pt", "last.pt")),
-            "updated": updated,
+            "test_top1": test.get("top1") if isinstance(test, dict) else None,
+            "has_checkpoint": any(p.is_file() for p in (run.best, run.last, run.previous)),
+            "updated": run.updated(),
         }
 
     def run(self, name: str) -> dict[str, Any]:
-        folder = self.run_dir(name)
-        config = _read_json(folder / "config.json")
+        from cnnlab.runs import RunDir
+
+        run = RunDir(self.run_dir(name))
+        config = run.read_config()
         if config is None:
             raise CnnlabError(f"run {name!r} has no readable config.json: is it a cnnlab run folder?")
-        result = _read_json(folder / "result.json")
-        return {**self._run_summary(folder, config), "config": config,
-                "metrics": _read_metrics(folder / "metrics.jsonl"),
+        result = run.read_result()
+        return {**self._run_summary(run, config), "config": config, "metrics": run.read_metrics(strict=False),
                 "result": {k: v for k, v in (result or {}).items() if k not in ("history", "config")} or None}
 
     # -- architecture -----------------------------------------------------------------------------
@@ -278,7 +234,7 @@ class Explorer:
         return f"{run} ({ckpt['model']['name']})", ("run", str(path), path.stat().st_mtime_ns), tuple(size)
 
     def _load_checkpoint(self, path: Path) -> dict[str, Any]:
-        from cnnlab.train.checkpoint import load_checkpoint
+        from cnnlab.checkpoint import load_checkpoint
 
         key = ("ckpt", str(path), path.stat().st_mtime_ns)
         cached = self._models.get(key)

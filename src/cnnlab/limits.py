@@ -1,0 +1,55 @@
+"""Bounds on what cnnlab agrees to build or allocate, each refused in one line past its limit.
+
+Pure Python, no torch import: the command-line parser and every layer above may ask it.
+Memory checks compare an estimate made before allocating with this machine's physical memory,
+so a request that cannot fit is refused with its size instead of failing half way.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cnnlab.errors import CnnlabError
+
+__all__ = ["MAX_CHANNELS", "MAX_CLASSES", "MAX_SIDE", "check_count", "check_memory", "human_bytes", "memory_bytes"]
+
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; more is a mistake, not a dataset
+MAX_CHANNELS = 4096  # input channels (hyperspectral images have a few hundred)
+MAX_SIDE = 4096  # square side of images the training data are padded or resized to
+
+_FALLBACK_MEMORY = 16 * 2**30
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory (16 GiB where the system does not say)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return _FALLBACK_MEMORY
+    return total if total > 0 else _FALLBACK_MEMORY
+
+
+def human_bytes(n: float) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def check_memory(nbytes: float, what: str, fix: str) -> None:
+    """Refuse ``what`` when it needs more than this machine's memory; ``fix`` says what to ask instead."""
+    limit = memory_bytes()
+    if not nbytes <= limit:
+        raise CnnlabError(f"{what} would need about {human_bytes(nbytes)} of memory, more than this machine's "
+                          f"{human_bytes(limit)}: {fix}")
+
+
+def check_count(value: int, name: str, low: int = 1, high: int | None = None, fix: str = "") -> int:
+    """``value`` if it is an integer in [low, high], else one line naming ``name`` and the range."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    if not ok:
+        where = f"at least {low}" if high is None else f"from {low} to {high:,}"
+        raise CnnlabError(f"{name} must be an integer {where}, got {value!r}" + (f": {fix}" if fix else ""))
+    return value
