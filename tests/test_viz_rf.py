@@ -156,7 +156,7 @@ def test_draw_rf_with_checkpoint(tmp_path) -> None:
     ckpt = save_checkpoint(tmp_path / "best.pt", "resnet20", {}, trained.state_dict())
     out = rf.draw_rf("resnet20", (3, 32, 32), tmp_path / "rf.png", checkpoint=ckpt)
     assert _pixels(out) == (int(rf.FIGSIZE[0] * rf.DPI), int(rf.FIGSIZE[1] * rf.DPI))
-    with pytest.raises(CnnlabError, match="no such checkpoint file"):
+    with pytest.raises(CnnlabError, match=r"missing\.pt does not exist: give a run folder or a checkpoint file"):
         rf.draw_rf("resnet20", (3, 32, 32), tmp_path / "x.png", checkpoint=tmp_path / "missing.pt")
     with pytest.raises(CnnlabError, match="unknown model 'nosuchnet'"):
         rf.draw_rf("nosuchnet", (3, 32, 32), tmp_path / "x.png")

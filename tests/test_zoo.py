@@ -13,10 +13,10 @@ import torchvision
 from torch import nn
 
 import cnnlab
+from cnnlab.catalog import catalog, count_parameters
 from cnnlab.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, list_models, model_info
-from cnnlab.models.catalog import catalog, count_parameters
 from cnnlab.models.inputs import check_input, smallest_input
 from cnnlab.models.weights import load_weights, read_state_dict
 

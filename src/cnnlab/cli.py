@@ -155,51 +155,9 @@ def _emit_layer(result: Any, args: argparse.Namespace) -> None:
         _print_layer(result, args.explain)
 
 
-def _rf_text(row: Any) -> str:
-    rf = row.receptive_field
-    if rf is None:
-        return "-"
-    text = "x".join(map(str, rf.size))
-    return text + " (all)" if row.covers_input else text
-
-
-def print_stack(result: Any, explain: bool = False, title: str | None = None) -> None:
-    """The table of a stack: shape, parameters, MACs and receptive field per layer, with totals."""
-    from cnnlab.console import fmt_int, fmt_shape, out, table
-
-    rows = []
-    for i, row in enumerate(result.rows, 1):
-        layer = row.layer
-        jump = "-" if row.receptive_field is None else "x".join(map(str, row.receptive_field.stride))
-        rows.append([str(i), layer.description, fmt_shape(layer.output_shape), fmt_int(layer.params),
-                     fmt_int(layer.macs), _rf_text(row), jump])
-    rf = result.receptive_field
-    footer = ["", "total", fmt_shape(result.output_shape), fmt_int(result.params), fmt_int(result.macs),
-              "-" if rf is None else "x".join(map(str, rf.size)), ""]
-    out.print(table(
-        title or f"input {fmt_shape(result.input_shape)}",
-        [("#", "right"), ("layer", "left"), ("output", "left"), ("params", "right"), ("MACs", "right"),
-         ("RF", "right"), ("jump", "right")],
-        rows, footer,
-    ))
-    if explain:
-        for i, row in enumerate(result.rows, 1):
-            out.print(f"\n[bold]{i}. {row.spec}[/bold]")
-            for line in (*row.layer.lines, *row.layer.notes):
-                out.print(f"  {line}", markup=False)
-            if row.receptive_field is not None and row.layer.rf_kernel is not None:
-                rfv = row.receptive_field
-                out.print(f"  RF = {'x'.join(map(str, rfv.size))}, jump {'x'.join(map(str, rfv.stride))}, "
-                          f"effective padding {'x'.join(map(str, rfv.padding))}", markup=False)
-    else:
-        for i, row in enumerate(result.rows, 1):
-            for note in row.layer.notes:
-                out.print(f"  layer {i}: {note}", markup=False)
-
-
 def _cmd_calc_stack(args: argparse.Namespace) -> None:
     from cnnlab import shapes
-    from cnnlab.console import print_json
+    from cnnlab.console import print_json, print_stack
 
     result = shapes.stack(args.input, args.layers)
     if args.json:
@@ -224,9 +182,9 @@ def _cmd_calc_tour(args: argparse.Namespace) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
+    from cnnlab.catalog import catalog
     from cnnlab.console import fmt_int, fmt_macs, fmt_shape, out, print_json, table
     from cnnlab.models import list_models
-    from cnnlab.models.catalog import catalog
 
     families = _families()
     if args.family is not None and args.family not in families:
@@ -266,35 +224,47 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="an architecture option, e.g. --set small_input=true --set shortcut=B")
 
 
-def _resolve(args: argparse.Namespace):
-    from pathlib import Path
+def _source(spec: str, kinds: tuple[str, ...], command: str, args: argparse.Namespace | None = None) -> Any:
+    """The network ``spec`` names (see cnnlab.sources), with the architecture flags ``args`` carries."""
+    from cnnlab.models.source import parse_options
+    from cnnlab.sources import resolve
 
-    from cnnlab.models.source import parse_options, resolve_model
-    from cnnlab.runs import RunDir
+    return resolve(spec, kinds, num_classes=getattr(args, "num_classes", None),
+                   in_channels=getattr(args, "in_channels", None), weights=getattr(args, "weights", None),
+                   options=parse_options(getattr(args, "set", None) or []), command=command)
 
-    spec = str(RunDir(args.model).weights()) if Path(args.model).is_dir() else args.model  # a run: its weights
-    return resolve_model(spec, args.num_classes, args.in_channels, args.weights, parse_options(args.set))
+
+def _input_of(source: Any, given: tuple[int, ...] | None) -> tuple[int, ...]:
+    if given is not None:
+        return given
+    if source.default_input is None:
+        raise CnnlabError(f"{source.spec} does not say what input it takes: give --input CxHxW, e.g. 3x224x224")
+    return source.default_input
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from cnnlab.console import err, fmt_int, out, print_json
     from cnnlab.export import SUFFIX, check_target, export_model
     from cnnlab.models.inputs import check_input
+    from cnnlab.sources import KINDS
 
-    resolved = _resolve(args)
-    size = args.input or resolved.default_input
-    check_input(resolved.model, size, resolved.name, known_side=resolved.default_input[-1])
-    target = check_target(args.out or f"{resolved.name}{SUFFIX[args.format]}", args.format)
+    source = _source(args.model, KINDS, "cnnlab export", args)
+    size = _input_of(source, args.input)
+    model = source.build()
+    known = source.default_input[-1] if source.default_input else None
+    check_input(model, size, source.name, known_side=known)
+    stem = source.name if source.kind != "code" else source.name.rpartition(":")[2]
+    target = check_target(args.out or f"{stem}{SUFFIX[args.format]}", args.format)
 
     def announce() -> None:
         if not args.json:
-            err.print(f"exporting {resolved.name} as {args.format} at input {'x'.join(map(str, size))} ...")
+            err.print(f"exporting {source.label} as {args.format} at input {'x'.join(map(str, size))} ...")
 
-    result = export_model(resolved.model, args.format, target, size, rebuild=resolved.rebuild,
-                          metadata={"cnnlab_model": resolved.name, "input": "x".join(map(str, size))},
+    result = export_model(model, args.format, target, size, rebuild=source.build,
+                          metadata={"cnnlab_model": source.name, "input": "x".join(map(str, size))},
                           announce=announce)
     if args.json:
-        print_json({**result.to_dict(), "model": resolved.name})
+        print_json({**result.to_dict(), "model": source.name})
     else:
         out.print(f"wrote {result.path} ({fmt_int(result.bytes)} bytes); reloaded and checked: largest "
                   f"difference {result.max_abs_diff:.2g} at output scale {result.output_scale:.2g}")
@@ -309,13 +279,11 @@ def _cmd_inspect(args: argparse.Namespace) -> None:
     from cnnlab.analysis import analyze, fold
     from cnnlab.analysis.render import print_report, report_markdown
     from cnnlab.console import print_json
-    from cnnlab.models.source import parse_options
+    from cnnlab.sources import KINDS
 
-    kwargs = parse_options(args.set)
-    for key in ("num_classes", "in_channels"):
-        if getattr(args, key) is not None:
-            kwargs[key] = getattr(args, key)
-    report = analyze(args.model, args.input, batch=args.batch, optimizer=args.optimizer, measure=args.measure, **kwargs)
+    source = _source(args.model, KINDS, "cnnlab inspect", args)
+    report = analyze(source.name, _input_of(source, args.input) if source.kind != "code" else args.input,
+                     batch=args.batch, optimizer=args.optimizer, measure=args.measure, **source.kwargs)
     layers = fold(report, args.depth) if args.depth else report.layers
     if args.json:
         doc = report.to_dict(explain=args.explain)
@@ -340,8 +308,10 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     from cnnlab.analysis import analyze
     from cnnlab.analysis.render import compare_rows, human_bytes, markdown_table
     from cnnlab.console import fmt_int, fmt_macs, out, print_json, table
+    from cnnlab.sources import KINDS
 
-    reports = [analyze(name, args.input, batch=args.batch) for name in args.models]
+    sources = [_source(spec, KINDS, "cnnlab compare") for spec in args.models]
+    reports = [analyze(s.name, args.input or s.default_input, batch=args.batch, **s.kwargs) for s in sources]
     rows = compare_rows(reports)
     if args.json:
         print_json({"input": list(args.input) if args.input else None, "batch": args.batch, "models": rows})
@@ -484,9 +454,11 @@ def _cmd_recipes(args: argparse.Namespace) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> None:
     from cnnlab.console import out, print_json, table
+    from cnnlab.sources import TRAINED
     from cnnlab.train.inference import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.run, args.split, args.data, args.data_root, args.batch_size, args.device)
+    checkpoint = _source(args.run, TRAINED, "cnnlab eval").checkpoint
+    result = evaluate_checkpoint(checkpoint, args.split, args.data, args.data_root, args.batch_size, args.device)
     if args.json:
         print_json(result)
         return
@@ -499,9 +471,10 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     from cnnlab.console import out, print_json
+    from cnnlab.sources import TRAINED
     from cnnlab.train.inference import predict
 
-    results = predict(args.checkpoint, args.images, args.top)
+    results = predict(_source(args.checkpoint, TRAINED, "cnnlab predict").checkpoint, args.images, args.top)
     if args.json:
         print_json({"predictions": results})
         return
@@ -604,9 +577,10 @@ def _cmd_viz(args: argparse.Namespace) -> None:
     elif what == "gradcam":
         path = viz.draw_gradcam(args.checkpoint, args.image, args.out, args.layer, args.class_index)
     elif what == "rf":
-        from cnnlab.models.registry import default_input
+        from cnnlab.sources import KINDS
 
-        size = args.input or default_input(args.model)
+        source = _source(args.model, KINDS, "cnnlab viz rf")
+        size = args.input or source.default_input or (3, 224, 224)
         path = viz.draw_rf(args.model, size, args.out, args.checkpoint, layer=args.layer)
     elif what == "curves":
         path = viz.draw_curves(args.runs, args.out)

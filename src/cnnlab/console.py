@@ -51,3 +51,43 @@ def table(title: str | None, columns: Sequence[tuple[str, str]], rows: Sequence[
     for row in rows:
         t.add_row(*row)
     return t
+
+
+def _rf_text(row: Any) -> str:
+    rf = row.receptive_field
+    if rf is None:
+        return "-"
+    text = "x".join(map(str, rf.size))
+    return text + " (all)" if row.covers_input else text
+
+
+def print_stack(result: Any, explain: bool = False, title: str | None = None) -> None:
+    """The table of a stack: shape, parameters, MACs and receptive field per layer, with totals."""
+    rows = []
+    for i, row in enumerate(result.rows, 1):
+        layer = row.layer
+        jump = "-" if row.receptive_field is None else "x".join(map(str, row.receptive_field.stride))
+        rows.append([str(i), layer.description, fmt_shape(layer.output_shape), fmt_int(layer.params),
+                     fmt_int(layer.macs), _rf_text(row), jump])
+    rf = result.receptive_field
+    footer = ["", "total", fmt_shape(result.output_shape), fmt_int(result.params), fmt_int(result.macs),
+              "-" if rf is None else "x".join(map(str, rf.size)), ""]
+    out.print(table(
+        title or f"input {fmt_shape(result.input_shape)}",
+        [("#", "right"), ("layer", "left"), ("output", "left"), ("params", "right"), ("MACs", "right"),
+         ("RF", "right"), ("jump", "right")],
+        rows, footer,
+    ))
+    if explain:
+        for i, row in enumerate(result.rows, 1):
+            out.print(f"\n[bold]{i}. {row.spec}[/bold]")
+            for line in (*row.layer.lines, *row.layer.notes):
+                out.print(f"  {line}", markup=False)
+            if row.receptive_field is not None and row.layer.rf_kernel is not None:
+                rfv = row.receptive_field
+                out.print(f"  RF = {'x'.join(map(str, rfv.size))}, jump {'x'.join(map(str, rfv.stride))}, "
+                          f"effective padding {'x'.join(map(str, rfv.padding))}", markup=False)
+    else:
+        for i, row in enumerate(result.rows, 1):
+            for note in row.layer.notes:
+                out.print(f"  layer {i}: {note}", markup=False)

@@ -136,7 +136,7 @@ def export_model(
     path = check_target(out, fmt)
     model = model.eval()
     if math.prod(input_size) > _ESTIMATE_ABOVE:
-        from cnnlab.analysis.memory import require_memory
+        from cnnlab.analysis import require_memory
 
         require_memory(model, input_size, f"running the model on a {'x'.join(map(str, input_size))} input",
                        "export at a smaller --input")

@@ -135,8 +135,7 @@ def calculator_tour() -> dict[str, Any]:
 
 
 def print_calculator_tour() -> None:
-    from cnnlab.cli import print_stack
-    from cnnlab.console import out
+    from cnnlab.console import out, print_stack
 
     out.print("[bold]cnnlab calculator tour[/bold]: the classic hand calculations, checked against "
               "PyTorch's own rules\n")

@@ -23,7 +23,7 @@ from cnnlab.analysis.trace import VIEW_OPS, Node, trace_model
 from cnnlab.errors import CnnlabError
 from cnnlab.shapes import ReceptiveField
 
-__all__ = ["CONVENTIONS", "LayerRecord", "Report", "analyze", "fold"]
+__all__ = ["CONVENTIONS", "LayerRecord", "Report", "analyze", "fold", "require_memory"]
 
 _OPTIMIZER_STATES = {"sgd": 1, "sgd-nomomentum": 0, "adam": 2, "adamw": 2, "none": 0}
 
@@ -252,3 +252,12 @@ def fold(report: Report, depth: int) -> list[LayerRecord]:
             supported=all(m.supported for m in members), weighted=any(m.weighted for m in members),
         ))
     return folded
+
+
+def require_memory(model: nn.Module | str, size: Sequence[int], what: str, fix: str, batch: int = 1,
+                   backward: bool = False) -> None:
+    """One line, before anything is allocated, when running ``model`` on ``size`` cannot fit in memory."""
+    from cnnlab.analysis.memory import peak_bytes
+    from cnnlab.limits import check_memory
+
+    check_memory(peak_bytes(analyze(model, size, batch=batch), backward), what, fix)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["measure_training_peak", "peak_bytes", "require_memory"]
+__all__ = ["measure_training_peak", "peak_bytes"]
 
 _STATUS = Path("/proc/self/status")
 
@@ -118,13 +118,3 @@ def peak_bytes(report: Any, backward: bool = False) -> int:
     if backward:
         return params + report.memory.gradients + 2 * report.activation_bytes
     return params + 3 * max((r.activation_bytes for r in report.layers), default=0)
-
-
-def require_memory(model: nn.Module | str, size: Sequence[int], what: str, fix: str, batch: int = 1,
-                   backward: bool = False) -> None:
-    """One line, before anything is allocated, when running ``model`` on ``size`` cannot fit in memory."""
-    from cnnlab.analysis import analyze
-    from cnnlab.limits import check_memory
-
-    check_memory(peak_bytes(analyze(model, size, batch=batch), backward), what, fix)
-

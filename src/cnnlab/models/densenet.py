@@ -86,6 +86,10 @@ class DenseNet(nn.Module):
     ``features.transition1``, ..., ``features.norm5`` (``norm{blocks + 1}``), ``classifier``.
     """
 
+    # torchvision's downloaded weight files use the old dotted key names: cnnlab.models.weights
+    # calls this before loading any file into a DenseNet.
+    remap_state_dict = staticmethod(remap_torchvision_densenet_keys)
+
     def __init__(
         self,
         growth_rate: int = 32,

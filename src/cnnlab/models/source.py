@@ -1,11 +1,13 @@
-"""Where a model comes from: a registry name or a cnnlab checkpoint file."""
+"""Building the models users name: architecture options, user code (file.py:Name), the meta device.
+
+Which kind of network a name means is decided in :mod:`cnnlab.sources`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +15,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["ResolvedModel", "build_on_meta", "build_user_model", "load_user_object", "parse_options", "resolve_model"]
-
-
-@dataclass
-class ResolvedModel:
-    model: nn.Module
-    name: str
-    kwargs: dict[str, Any]
-    default_input: tuple[int, int, int]
-    rebuild: Callable[[], nn.Module] = field(repr=False)
-    source: str = "registry"
+__all__ = ["build_on_meta", "build_user_model", "load_user_object", "parse_options"]
 
 
 def _value(text: str) -> Any:
@@ -51,41 +43,6 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
             raise CnnlabError(f"cannot read option {pair!r}: write KEY=VALUE, e.g. shortcut=B")
         options[key.strip().replace("-", "_")] = _value(value.strip())
     return options
-
-
-def resolve_model(spec: str, num_classes: int | None = None, in_channels: int | None = None,
-                  weights: str | Path | None = None, options: dict[str, Any] | None = None) -> ResolvedModel:
-    """Build the model ``spec`` names: a registered model, or a cnnlab checkpoint file."""
-    from cnnlab.models.registry import create_model, list_models, model_info, unknown_model
-
-    options = dict(options or {})
-    if spec in list_models():
-        info = model_info(spec)
-        kwargs = {**options}
-        if num_classes is not None:
-            kwargs["num_classes"] = num_classes
-        if in_channels is not None:
-            kwargs["in_channels"] = in_channels
-        model = create_model(spec, weights=weights, **kwargs)
-        c = in_channels or info.default_input[0]
-        return ResolvedModel(model, spec, kwargs, (c, *info.default_input[1:]),
-                             lambda: create_model(spec, **kwargs))
-    if Path(spec).is_file():
-        from cnnlab.checkpoint import model_from_checkpoint
-
-        if num_classes is not None or in_channels is not None or weights is not None or options:
-            raise CnnlabError("a checkpoint already fixes the architecture and weights: drop --num-classes, "
-                              "--in-channels, --weights and --set")
-        model, ckpt = model_from_checkpoint(spec)
-        name = ckpt["model"]["name"]
-        kwargs = dict(ckpt["model"].get("kwargs", {}))
-        info = model_info(name)
-        c = kwargs.get("in_channels", info.default_input[0])
-        size = ckpt.get("input_size") or (c, *info.default_input[1:])
-        return ResolvedModel(model, name, kwargs, tuple(size), lambda: create_model(name, **kwargs), "checkpoint")
-    if "/" in spec or spec.endswith((".pt", ".pth", ".ckpt")):
-        raise CnnlabError(f"checkpoint {spec} does not exist: check the path")
-    raise unknown_model(spec)
 
 
 def load_user_object(spec: str) -> Any:

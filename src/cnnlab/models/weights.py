@@ -7,7 +7,6 @@ whose keys or shapes do not match the model is refused with one line listing wha
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,16 +70,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return _unwrap(obj, path)
 
 
-_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
-
-
 def load_weights(model: nn.Module, path: str | Path, name: str | None = None) -> nn.Module:
     """Load a weights file into ``model`` strictly; one clear line when keys or shapes differ."""
     state = read_state_dict(path)
-    if any(_DENSENET_OLD_KEY.match(k) for k in state):
-        from cnnlab.models.densenet import remap_torchvision_densenet_keys
-
-        state = remap_torchvision_densenet_keys(state)
+    # A family whose published files use older key names renames them itself (DenseNet does).
+    remap = getattr(model, "remap_state_dict", None)
+    if callable(remap):
+        state = remap(state)
     own = model.state_dict()
     # Batch norm's step counters are absent from older files (torchvision's own included); the
     # model's zeros stand in for them, exactly what loading into a fresh model would give.

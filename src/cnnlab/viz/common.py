@@ -124,34 +124,18 @@ def model_or_checkpoint(spec: ModelLike, seed: int = 0) -> tuple[nn.Module, dict
     input size), or an ``nn.Module`` (taken as it is). ``meta`` has the keys ``name``,
     ``classes``, ``mean``, ``std`` and ``input_size`` (``None`` where unknown).
     """
-    from cnnlab.models.registry import create_model, list_models, model_info
+    from cnnlab.sources import resolve
 
     meta: dict[str, Any] = {"name": None, "classes": None, "mean": None, "std": None, "input_size": None}
     if isinstance(spec, nn.Module):
         return spec.eval(), meta
-    text = str(spec)
-    if text in list_models():
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = create_model(text)
-        meta.update(name=text, input_size=list(model_info(text).default_input))
-        return model.eval(), meta
-    if not Path(text).exists():
-        if "/" in text or text.endswith((".pt", ".pth", ".ckpt")):
-            raise CnnlabError(f"checkpoint {text} does not exist (no such checkpoint file or run folder): "
-                              "check the path")
-        from cnnlab.models.registry import unknown_model
-
-        raise unknown_model(text)
-    from cnnlab.checkpoint import model_from_checkpoint
-    from cnnlab.train.inference import checkpoint_path
-
-    model, ckpt = model_from_checkpoint(checkpoint_path(text))
-    data = ckpt.get("data") or {}
-    meta.update(name=ckpt["model"]["name"], classes=data.get("classes"), mean=data.get("mean"),
-                std=data.get("std"), input_size=data.get("input_size"))
-    if meta["input_size"] is None:
-        meta["input_size"] = list(model_info(meta["name"]).default_input)
+    source = resolve(str(spec))
+    with torch.random.fork_rng():  # random weights (a zoo or code model) drawn from ``seed``
+        torch.manual_seed(seed)
+        model = source.build()
+    data = source.data
+    meta.update(name=source.name, classes=data.get("classes"), mean=data.get("mean"), std=data.get("std"),
+                input_size=list(source.default_input) if source.default_input else None)
     return model.eval(), meta
 
 

@@ -138,7 +138,7 @@ def erf_details(model: nn.Module, size: tuple[int, ...], samples: int, seed: int
     """
     if samples < 1:
         raise CnnlabError(f"samples must be at least 1, got {samples}")
-    from cnnlab.analysis.memory import require_memory
+    from cnnlab.analysis import require_memory
 
     require_memory(model, size, f"measuring the effective receptive field at {'x'.join(map(str, size))} "
                    f"({samples} samples)", "use a smaller --input", batch=samples, backward=True)

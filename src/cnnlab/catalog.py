@@ -21,7 +21,7 @@ from cnnlab.models.registry import create_model, list_models, model_info
 
 __all__ = ["catalog", "count_parameters"]
 
-_PACKAGE = Path(__file__).resolve().parents[1]
+_PACKAGE = Path(__file__).resolve().parent
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
@@ -37,7 +37,7 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 def _fingerprint() -> str:
     digest = hashlib.sha256(torch.__version__.encode())
-    sources = [_PACKAGE / "shapes.py"]
+    sources = [_PACKAGE / "shapes.py", Path(__file__)]
     for folder in ("models", "layers", "analysis"):
         sources += sorted((_PACKAGE / folder).glob("*.py"))
     for path in sources:
