@@ -308,7 +308,7 @@ def test_inspect_a_users_file(cli, tmp_path: Path) -> None:
 
 def test_compare_and_bad_inputs(cli) -> None:
     code, out, _ = cli("compare", "alexnet", "vgg16", "resnet50", "--input", "3x224x224", "--json")
-    rows = {r["model"]: r for r in json.loads(out)["models"]}
+    rows = {r["model"]: r for r in json.loads(out)["rows"]}
     assert code == 0 and rows["vgg16"]["weighted_depth"] == 16 and rows["resnet50"]["weighted_depth"] == 50
     assert rows["vgg16"]["receptive_field"] == [212, 212]
     code, out, _ = cli("compare", "alexnet", "resnet18", "--markdown")

@@ -306,7 +306,7 @@ def _csv_of(report: Any, layers: Any) -> str:
 
 def _cmd_compare(args: argparse.Namespace) -> None:
     from cnnlab.analysis import analyze
-    from cnnlab.analysis.render import compare_rows, human_bytes, markdown_table
+    from cnnlab.analysis.render import compare_document, compare_rows, human_bytes, markdown_table
     from cnnlab.console import fmt_int, fmt_macs, out, print_json, table
     from cnnlab.sources import KINDS
 
@@ -314,7 +314,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     reports = [analyze(s.name, args.input or s.default_input, batch=args.batch, **s.kwargs) for s in sources]
     rows = compare_rows(reports)
     if args.json:
-        print_json({"input": list(args.input) if args.input else None, "batch": args.batch, "models": rows})
+        print_json(compare_document(reports, args.input, args.batch))
         return
     headers = ["model", "params", "MACs", "weighted depth", "receptive field", "activations"]
     cells = [[r["model"], fmt_int(r["params"]), fmt_macs(r["macs"]) + ("" if r["complete"] else " (incomplete)"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from cnnlab.analysis.records import LayerRecord, Report
 
-__all__ = ["compare_rows", "human_bytes", "markdown_table", "print_report", "report_rows"]
+__all__ = ["compare_document", "compare_rows", "human_bytes", "markdown_table", "print_report", "report_rows"]
 
 
 def human_bytes(n: int | None) -> str:
@@ -133,3 +133,11 @@ def compare_rows(reports: Sequence[Report]) -> list[dict[str, Any]]:
             "complete": r.complete,
         })
     return rows
+
+
+def compare_document(reports: Sequence[Report], input_size: Sequence[int] | None, batch: int = 1) -> dict[str, Any]:
+    """The comparison as one document: ``cnnlab compare --json`` and the explorer's /api/compare return it.
+
+    ``input_size`` is None when each model was analysed at its own default input.
+    """
+    return {"input_size": list(input_size) if input_size else None, "batch": batch, "rows": compare_rows(reports)}

@@ -279,7 +279,7 @@ class Explorer:
         return entry["json"]
 
     def compare(self, models: str | Sequence[str], input: str | None = None) -> dict[str, Any]:
-        from cnnlab.analysis.render import compare_rows
+        from cnnlab.analysis.render import compare_document
 
         names = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
         if not names:
@@ -289,7 +289,7 @@ class Explorer:
         names = list(dict.fromkeys(self._zoo_name(n) for n in names))
         size = parse_input_size(input, (3, 224, 224), LIMITS["analysis_side"])
         reports = [self.report(model=n, input="x".join(map(str, size))) for n in names]
-        return {"input_size": list(size), "rows": compare_rows(reports)}
+        return compare_document(reports, size)
 
     # -- layer calculator ---------------------------------------------------------------------------
 
