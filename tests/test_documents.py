@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("flask")
 
-from cnnlab.web.app import create_app  # noqa: E402
+from cnnlab.web.app import create_app
 
 
 @pytest.fixture(scope="module")
