@@ -743,7 +743,12 @@ def test_rank_shards_union_is_the_global_batch(n) -> None:
     assert len(ranks[0]) == len(ranks[1]) == len(xs)
     for i in range(len(xs)):
         assert torch.equal(torch.cat([per_rank[0][1][i], per_rank[1][1][i]]), ys[i])
-        assert torch.allclose(torch.cat([per_rank[0][0][i], per_rank[1][0][i]]), xs[i])
+        # Normalised pixels are x * scale + bias, O(1) terms cancelling near zero, and the
+        # lighting shift is batched over a different batch size: float32 rounding of a few
+        # 1e-7 is expected; a wrong crop, flip or shift differs by far more than 1e-5.
+        torch.testing.assert_close(
+            torch.cat([per_rank[0][0][i], per_rank[1][0][i]]), xs[i], rtol=1e-5, atol=1e-5
+        )
 
 
 def test_training_shards_are_equal_size_with_padding() -> None:
@@ -797,7 +802,8 @@ def test_normalisation_values_dtype_and_channels_last() -> None:
     )
     for (a, _), (b, _) in zip(cl, plain, strict=True):
         assert a.is_contiguous(memory_format=torch.channels_last)
-        assert torch.allclose(a, b)
+        # Values of order 1 that can be near zero: an absolute tolerance for float32 rounding.
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     bf = TensorLoader(
         split, 5, shuffle=False, augment=None, mean=mean, std=std, dtype=torch.bfloat16
     )

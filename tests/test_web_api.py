@@ -9,11 +9,10 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
+import select
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,9 +26,12 @@ import torchvision
 from PIL import Image
 
 import cnnlab
+from cnnlab.runs import RunDir
 from cnnlab.train.inference import predict
 from cnnlab.web.api import LIMITS
 from cnnlab.web.app import ENDPOINTS, create_app
+
+WAIT_S = 120  # generous: a busy 2-core machine can take tens of seconds to import torch
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +189,7 @@ def test_analyze_bad_requests(client, tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_naming_user_code_is_refused(tmp_path: Path) -> None:
-    from cnnlab.train.checkpoint import save_checkpoint
+    from cnnlab.checkpoint import save_checkpoint
 
     evil = tmp_path / "evil.py"
     marker = tmp_path / "ran"
@@ -229,11 +231,12 @@ def test_a_run_in_progress_is_read_live(tmp_path: Path) -> None:
     # The second line is still being written: it is left for the next read, not reported as damage.
     (folder / "metrics.jsonl").write_text(json.dumps(first) + "\n" + '{"epoch": 2, "step"')
     client = create_app(tmp_path).test_client()
-    detail = client.get("/api/runs/live").get_json()
-    assert detail["metrics"] == [first] and detail["status"] == "running" and detail["epochs_done"] == 1
-    old = time.time() - 3600
-    for path in [*folder.iterdir(), folder]:
-        os.utime(path, (old, old))
+    writer = RunDir(folder).acquire()  # what a training process holds while it writes the run
+    try:
+        detail = client.get("/api/runs/live").get_json()
+        assert detail["metrics"] == [first] and detail["status"] == "running" and detail["epochs_done"] == 1
+    finally:
+        writer.release()
     assert client.get("/api/runs/live").get_json()["status"] == "stopped"
     assert error(client.get("/api/analyze?run=live"), 400) == (
         "run 'live' has no checkpoint yet (best.pt or last.pt): wait for its first epoch")
@@ -376,8 +379,9 @@ def test_rf_box_is_the_analyzers_field_and_holds_all_the_gradient(client) -> Non
     # The centre unit of the 8x8 map is (4, 4): its field starts at 4 * jump 8 - padding 25 = 7.
     assert body["unit"] == [4, 4] and body["layer"]["rf_stride"] == [8, 8] and body["layer"]["rf_padding"] == [25, 25]
     assert body["box"] == {"top": 7, "left": 7, "height": 51, "width": 51}
-    # No gradient can reach a pixel outside the theoretical field.
-    assert body["erf_mass_inside_box"] == pytest.approx(1.0, abs=1e-9)
+    # No gradient can reach a pixel outside the theoretical field. The two float32 sums (box and
+    # whole map) round differently, so equal masses agree to about 1e-7, not exactly.
+    assert body["erf_mass_inside_box"] == pytest.approx(1.0, abs=1e-5)
     assert decode_data_url(body["erf"]).size == (64, 64)
     assert decode_data_url(body["image"]).size == (64, 64)
     default = client.get("/api/rf?model=resnet18&input=3x64x64&samples=1").get_json()
@@ -530,7 +534,7 @@ def live(explorer_url: str) -> str:
 def fetch(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=WAIT_S) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -553,16 +557,30 @@ def test_cli_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     proc = subprocess.Popen([sys.executable, "-m", "cnnlab.cli", "serve", "--port", "0", "--runs", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # A bounded wait for the first line, so a server that never prints fails instead of hanging.
+        assert select.select([proc.stdout], [], [], WAIT_S)[0], "no address line on stdout"
         line = proc.stdout.readline()
         assert line.startswith("cnnlab explorer at http://127.0.0.1:"), line
         url = line.split()[3]
         assert fetch(f"{url}api/health")[1]["runs"] == str(tmp_path.resolve())
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=WAIT_S)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     assert out.strip() == "cnnlab explorer stopped" and "Traceback" not in err
+
+
+def test_serve_binds_before_loading_torch(tmp_path: Path) -> None:
+    """The address comes first: torch, torchvision and the analyzer load on the first request needing them."""
+    code = ("import sys\n"
+            "from cnnlab.web.server import make_server\n"
+            f"server = make_server('127.0.0.1', 0, {str(tmp_path)!r})\n"
+            "server.server_close()\n"
+            "print([m for m in ('torch', 'torchvision', 'cnnlab.analysis') if m in sys.modules])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT_S)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_cli_serve_port_in_use_is_one_line(cli, live: str) -> None:

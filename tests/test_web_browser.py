@@ -32,6 +32,7 @@ CHROMIUM = os.environ.get("CNNLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
 REQUIRED = os.environ.get("CNNLAB_REQUIRE_BROWSER") == "1"
+WAIT_MS = 120_000  # generous: on a busy 2-core machine a page update can take tens of seconds
 
 
 def _missing() -> str | None:
@@ -73,7 +74,7 @@ def url(explorer_url: str) -> str:
 def page(browser, url: str):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url)
@@ -94,7 +95,7 @@ def shot(page, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def wait_until(check, timeout: float = 60.0, what: str = "the page") -> None:
+def wait_until(check, timeout: float = WAIT_MS / 1000, what: str = "the page") -> None:
     """Poll ``check()`` from Python (the page's CSP forbids evaluating strings inside it)."""
     deadline = time.time() + timeout
     while not check():
@@ -261,13 +262,13 @@ def test_a_runs_curve_appears_while_it_trains(page, runs: Path, tmp_path: Path) 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         page.click("#tabs button[data-view='runs']")
-        page.wait_for_selector("#runs-table tr[data-name='live-run']", timeout=90_000)
+        page.wait_for_selector("#runs-table tr[data-name='live-run']")
         page.click("#runs-table tr[data-name='live-run'] td:nth-child(2)")
-        page.wait_for_selector("#run-curves path.series", timeout=90_000)
+        page.wait_for_selector("#run-curves path.series")
         first = int(page.get_attribute("#run-detail", "data-epochs"))
         # The page refreshes by itself: later epochs arrive without a reload.
-        wait_until(lambda: int(page.get_attribute("#run-detail", "data-epochs")) > first, 90,
-                   "a later epoch on the page")
+        wait_until(lambda: int(page.get_attribute("#run-detail", "data-epochs")) > first,
+                   what="a later epoch on the page")
         assert proc.poll() is None, "the run finished before the page showed its curve"
         assert page.inner_text("#runs-table tr[data-name='live-run'] .status") == "running"
         page.check("#runs-table tr[data-name='live-run'] .run-check")
@@ -281,12 +282,11 @@ def test_a_runs_curve_appears_while_it_trains(page, runs: Path, tmp_path: Path) 
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=WAIT_MS / 1000)
         except subprocess.TimeoutExpired:
             proc.kill()
-    deadline = time.time() + 10
-    while time.time() < deadline and not (runs / "live-run" / "last.pt").exists():
-        time.sleep(0.2)
+            proc.wait()
+    # The process has ended, so whatever it saved on Ctrl-C is on disk now.
     assert (runs / "live-run" / "last.pt").exists()
 
 
@@ -323,7 +323,7 @@ def test_a_stopped_server_is_one_clear_message(browser, runs: Path) -> None:
     try:
         with serving(runs) as url:
             page.goto(url + "/")
-            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+            page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
         page.click("#arch-go")  # the server has stopped
         page.wait_for_selector("#message:not([hidden])")
         assert page.inner_text("#message") == "cannot reach the cnnlab server: is `cnnlab serve` still running?"
