@@ -263,3 +263,22 @@ def test_pictures_and_evaluation_use_the_run_folder(cli, tmp_path: Path, whole: 
     code, out, err = cli("export", str(whole), "--format", "safetensors", "--out", str(tmp_path / "w.safetensors"),
                          "--json")
     assert code == 0, err
+
+
+def test_commits_work_without_hard_links(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from cnnlab.checkpoint import checkpoint_payload
+
+    def no_links(*args):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    with run:
+        for step in (1, 2):
+            run.commit(checkpoint_payload("lenet5", {}, {"w": torch.full((2,), float(step))}, train={"step": step}),
+                       best=step == 2)
+    assert [load_checkpoint(p)["train"]["step"] for p in (run.last, run.previous, run.best)] == [2, 1, 2]
+    assert not list(run.path.glob(".*.tmp"))

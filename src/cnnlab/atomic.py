@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -68,14 +70,25 @@ def atomic_write(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 
 
 def replace_with_link(source: Path, path: Path) -> None:
-    """Make ``path`` a second name of the file ``source`` in one step (same folder, no copy)."""
+    """Make ``path`` a second name of the file ``source`` in one step (same folder, no copy).
+
+    Where the file system has no hard links, ``path`` becomes a flushed copy instead, still
+    replaced in one step.
+    """
     check_replaceable(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         tmp.unlink()
-        os.link(source, tmp)
+        try:
+            os.link(source, tmp)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            shutil.copyfile(source, tmp)
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
         _sync_folder(path.parent)
     finally:
