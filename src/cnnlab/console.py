@@ -34,7 +34,7 @@ def fmt_int(n: int | float | None) -> str:
 
 def fmt_macs(n: int) -> str:
     """Multiply-accumulates in G (billions) or, below 0.1 G, in M (millions)."""
-    return f"{n / 1e9:.3f} G" if n >= 1e8 else f"{n / 1e6:.2f} M"
+    return f"{n / 1e9:.3f} G" if n >= 1e8 else f"{n / 1e6:.3f} M"
 
 
 def fmt_shape(shape: Sequence[int] | None) -> str:

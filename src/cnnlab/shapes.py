@@ -784,12 +784,6 @@ Layer grammar (one quoted string per layer; options in any order):
 K, S, P, D and OUT sizes may be per axis: k3x5, adaptive 6x6."""
 
 
-def _split_value(token: str, prefix: str) -> str | None:
-    if token.startswith(prefix) and len(token) > len(prefix) and (token[len(prefix)].isdigit() or prefix == "p"):
-        return token[len(prefix):]
-    return None
-
-
 def _int_or_tuple(text: str, what: str, spec: str) -> int | tuple[int, ...]:
     parts = text.split("x")
     try:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnnlab.analysis.records import LayerRecord, Report
+from cnnlab.console import fmt_macs
 
 __all__ = ["compare_document", "compare_rows", "human_bytes", "markdown_table", "print_report", "report_rows"]
 
@@ -19,10 +20,6 @@ def human_bytes(n: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
-
-
-def _g(n: int) -> str:
-    return f"{n / 1e9:.3f} G" if n >= 1e8 else f"{n / 1e6:.3f} M"
 
 
 def _rf(r: LayerRecord) -> str:
@@ -61,7 +58,7 @@ def _summary_lines(report: Report) -> list[str]:
     m = report.memory
     lines = [
         f"params: {report.params:,} ({report.trainable_params:,} trainable, {report.non_trainable_params:,} not)",
-        f"MACs: {report.macs:,} ({_g(report.macs)})   FLOPs: {report.flops:,} ({_g(report.flops)})"
+        f"MACs: {report.macs:,} ({fmt_macs(report.macs)})   FLOPs: {report.flops:,} ({fmt_macs(report.flops)})"
         + ("" if report.complete else "   INCOMPLETE: some operations have no rule"),
         f"activations: {human_bytes(report.activation_bytes)}   weighted depth: {report.weighted_depth}",
     ]

@@ -372,4 +372,3 @@ VIEW_OPS = {
     "view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "permute", "transpose", "contiguous",
     "size", "dim", "type_as", "to", "float", "chunk", "split", "expand", "t",
 }
-GETITEM = operator.getitem

@@ -106,10 +106,6 @@ class Sequential(Layer):
             (f"{name}.{key}", layer.grads[key]) for name, layer in self.named_layers() for key in layer.params
         ]
 
-    def buffers_list(self) -> list[tuple[str, np.ndarray]]:
-        """(name, array) of every buffer (BatchNorm running statistics)."""
-        return [(f"{name}.{key}", value) for name, layer in self.named_layers() for key, value in layer.buffers.items()]
-
     def num_parameters(self) -> int:
         return sum(value.size for _, value in self.parameters())
 

@@ -16,8 +16,6 @@ from cnnlab.train.config import check_device, config_from_dict
 
 __all__ = ["checkpoint_path", "evaluate_checkpoint", "image_tensor", "load_image", "predict"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
 
 def checkpoint_path(run_or_checkpoint: str | Path) -> Path:
     """A run folder means its best checkpoint (see :meth:`cnnlab.runs.RunDir.weights`); a file is taken as it is."""

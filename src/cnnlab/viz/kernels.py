@@ -32,7 +32,6 @@ __all__ = [
     "apply_kernel",
     "draw_conv_steps",
     "draw_kernel",
-    "kernel_output_size",
     "resolve_kernel",
     "to_gray",
 ]
@@ -98,11 +97,6 @@ def to_gray(image: ImageLike) -> np.ndarray:
     if x.shape[0] == 3:
         x = (x * torch.tensor(LUMA, dtype=torch.float64).view(3, 1, 1)).sum(0, keepdim=True)
     return x[0].numpy()
-
-
-def kernel_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """``floor((size + 2*padding - kernel)/stride) + 1``, the output length along one axis."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def apply_kernel(image: ImageLike, kernel: Any, stride: int = 1, padding: int = 0,
