@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, get_args, get_origin, get_type_hints
 
 from cnnlab.errors import CnnlabError
@@ -24,64 +24,70 @@ AMP = ("none", "bf16", "fp16")
 ADAPT_MODES = ("pad", "resize")
 
 
+def opt(default: Any = MISSING, help: str = "", factory: Any = MISSING) -> Any:
+    """A config field with its command-line help in the field's metadata (``--flag`` help text)."""
+    return field(default=default, default_factory=factory, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     # what
-    recipe: str = "lenet5-mnist"  # the named recipe these values started from
-    source: str = ""  # where the recipe's values come from (paper, reference script)
-    model: str = "lenet5"  # a registered model (`cnnlab models`)
-    model_options: dict[str, Any] = field(default_factory=dict)  # architecture options (KEY=VALUE)
-    dataset: str = "mnist"  # mnist | fashion-mnist | mnist-5k | cifar10 | cifar100 | imagefolder
-    data_root: str | None = None  # folder to read the dataset from (default: the offline sources)
-    val_size: float | None = None  # validation carved from training data: a count, a fraction, or the official split
-    limit: int | None = None  # keep only this many examples of each split (smoke runs)
-    download: bool = False  # fetch CIFAR with torchvision when it is missing (needs the internet)
+    recipe: str = opt("lenet5-mnist", "the named recipe these values started from")
+    source: str = opt("", "where the recipe's values come from (paper, reference script)")
+    model: str = opt("lenet5", "a registered model (`cnnlab models`)")
+    model_options: dict[str, Any] = opt(factory=dict, help="architecture options (KEY=VALUE)")
+    dataset: str = opt("mnist", "mnist | fashion-mnist | mnist-5k | cifar10 | cifar100 | imagefolder")
+    data_root: str | None = opt(None, "folder to read the dataset from (default: the offline sources)")
+    val_size: float | None = opt(None, "validation carved from training data: a count, a fraction, or the official split")
+    limit: int | None = opt(None, "keep only this many examples of each split (smoke runs)")
+    download: bool = opt(False, "fetch CIFAR with torchvision when it is missing (needs the internet)")
     # adaptation of the data to the model (explicit, printed in the run summary)
-    adapt_channels: int | None = None  # 1 -> 3 repeats gray; 3 -> 1 takes luma
-    adapt_size: int | None = None  # square side to pad or resize to
-    adapt_mode: str = "pad"  # pad | resize
+    adapt_channels: int | None = opt(None, "1 -> 3 repeats gray; 3 -> 1 takes luma")
+    adapt_size: int | None = opt(None, "square side to pad or resize to")
+    adapt_mode: str = opt("pad", "pad | resize")
     # augmentation, per batch on the training device
-    crop_padding: int = 0  # random crop after zero padding (CIFAR: 4)
-    flip: bool = False  # random horizontal flip
-    random_resized_crop: int | None = None  # output side of a random-resized crop
-    pca_lighting: float = 0.0  # AlexNet's PCA colour lighting std (paper: 0.1)
-    cutout: int = 0  # side of a random zeroed square
+    crop_padding: int = opt(0, "random crop after zero padding (CIFAR: 4)")
+    flip: bool = opt(False, "random horizontal flip")
+    random_resized_crop: int | None = opt(None, "output side of a random-resized crop")
+    pca_lighting: float = opt(0.0, "AlexNet's PCA colour lighting std (paper: 0.1)")
+    cutout: int = opt(0, "side of a random zeroed square")
     # length and batch
-    epochs: int = 6  # passes over the training split
-    iterations: int | None = None  # total optimizer steps; overrides epochs (He et al. count iterations)
-    batch_size: int = 128  # global batch (split evenly across processes)
-    eval_batch_size: int = 1000  # batch for validation and test
+    epochs: int = opt(6, "passes over the training split")
+    iterations: int | None = opt(None, "total optimizer steps; overrides epochs (He et al. count iterations)")
+    batch_size: int = opt(128, "global batch (split evenly across processes)")
+    eval_batch_size: int = opt(1000, "batch for validation and test")
     # optimisation
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.1  # peak learning rate for the global batch
-    momentum: float = 0.9  # SGD momentum
-    nesterov: bool = False  # Nesterov momentum
-    weight_decay: float = 5e-4  # L2 penalty (decoupled for AdamW)
-    decay_norm_and_bias: bool = True  # false: no weight decay on norm parameters and biases
-    schedule: str = "onecycle"  # constant | step | multistep | cosine | onecycle
-    milestones: list[int] = field(default_factory=list)  # multistep boundaries, in steps when iterations is set, else epochs
-    step_size: int = 30  # step schedule period (epochs, or steps when iterations is set)
-    gamma: float = 0.1  # step/multistep factor
-    warmup: float = 0.0  # linear warm-up length, in epochs (fractions allowed)
-    label_smoothing: float = 0.0  # cross-entropy label smoothing (0.1 is common)
-    aux_weight: float | None = None  # auxiliary-classifier loss weight; None: the model's own (GoogLeNet paper: 0.3)
-    grad_clip: float | None = None  # clip the global gradient norm to this
+    optimizer: str = opt("sgd", "sgd | adamw")
+    lr: float = opt(0.1, "peak learning rate for the global batch")
+    momentum: float = opt(0.9, "SGD momentum")
+    nesterov: bool = opt(False, "Nesterov momentum")
+    weight_decay: float = opt(5e-4, "L2 penalty (decoupled for AdamW)")
+    decay_norm_and_bias: bool = opt(True, "false: no weight decay on norm parameters and biases")
+    schedule: str = opt("onecycle", "constant | step | multistep | cosine | onecycle")
+    milestones: list[int] = opt(factory=list, help="multistep boundaries, in steps when iterations is set, else epochs")
+    step_size: int = opt(30, "step schedule period (epochs, or steps when iterations is set)")
+    gamma: float = opt(0.1, "step/multistep factor")
+    warmup: float = opt(0.0, "linear warm-up length, in epochs (fractions allowed)")
+    label_smoothing: float = opt(0.0, "cross-entropy label smoothing (0.1 is common)")
+    aux_weight: float | None = opt(None, "auxiliary-classifier loss weight; None: the model's own (GoogLeNet paper: 0.3)")
+    grad_clip: float | None = opt(None, "clip the global gradient norm to this")
     # speed
-    amp: str = "none"  # none | bf16 | fp16 (mixed precision on CUDA; bf16 also on CPU)
-    channels_last: bool = False  # NHWC memory layout (faster convolutions on recent GPUs)
-    compile: bool = False  # torch.compile the model
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    workers: int = 4  # DataLoader workers for image folders
-    sync_bn: bool = False  # SyncBatchNorm across processes
+    amp: str = opt("none", "none | bf16 | fp16 (mixed precision on CUDA; bf16 also on CPU)")
+    channels_last: bool = opt(False, "NHWC memory layout (faster convolutions on recent GPUs)")
+    compile: bool = opt(False, "torch.compile the model")
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N")
+    workers: int = opt(4, "DataLoader workers for image folders")
+    sync_bn: bool = opt(False, "SyncBatchNorm across processes")
     # reproducibility and runs
-    seed: int = 0  # seeds weights, shuffling, augmentation and dropout
-    seeds: int = 1  # run this many seeds (seed, seed+1, ...) and report mean and std
-    deterministic: bool = False  # torch.use_deterministic_algorithms
-    out: str = "runs"  # parent folder of run folders
-    name: str | None = None  # run folder name (default: recipe and time)
-    log_every: int = 50  # steps between progress lines and NaN checks
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
-    tensorboard: bool = False  # also write TensorBoard event files
+    seed: int = opt(0, "seeds weights, shuffling, augmentation and dropout")
+    seeds: int = opt(1, "run this many seeds (seed, seed+1, ...) and report mean and std")
+    deterministic: bool = opt(False, "torch.use_deterministic_algorithms")
+    out: str = opt("runs", "parent folder of run folders")
+    name: str | None = opt(None, "run folder name (default: recipe and time)")
+    log_every: int = opt(50, "steps between progress lines and NaN checks")
+    checkpoint_every: int = opt(0, "steps between mid-epoch checkpoints (0: at epoch ends only)")
+    tensorboard: bool = opt(False, "also write TensorBoard event files")
+
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -257,25 +263,7 @@ def _check_data(cfg: TrainConfig) -> None:
         raise CnnlabError(f"--data-root {cfg.data_root} does not exist: give an existing folder")
 
 
-def _field_help() -> dict[str, str]:
-    """Each field's trailing comment in the class body above: the comments are the flags' help."""
-    import inspect
-    import io
-    import tokenize
-
-    help_text: dict[str, str] = {}
-    last_name = None
-    for tok in tokenize.generate_tokens(io.StringIO(inspect.getsource(TrainConfig)).readline):
-        if tok.type == tokenize.NAME and tok.start[1] == 4 and last_name is None:
-            last_name = tok.string
-        elif tok.type == tokenize.COMMENT and last_name and tok.start[1] > 4:
-            help_text[last_name] = tok.string.lstrip("# ").strip()
-        elif tok.type in (tokenize.NEWLINE, tokenize.NL):
-            last_name = None
-    return help_text
-
-
-FIELD_HELP = _field_help()
+FIELD_HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
 
 
 def _coerce(name: str, annotation: Any, value: Any) -> Any:
