@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 from cnnlab.limits import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
+from cnnlab.shapes import fmt_shape
 
 EXIT_USAGE = 2
 
@@ -258,10 +259,10 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
     def announce() -> None:
         if not args.json:
-            err.print(f"exporting {source.label} as {args.format} at input {'x'.join(map(str, size))} ...")
+            err.print(f"exporting {source.label} as {args.format} at input {fmt_shape(size)} ...")
 
     result = export_model(model, args.format, target, size, rebuild=source.build,
-                          metadata={"cnnlab_model": source.name, "input": "x".join(map(str, size))},
+                          metadata={"cnnlab_model": source.name, "input": fmt_shape(size)},
                           announce=announce)
     if args.json:
         print_json({**result.to_dict(), "model": source.name})
@@ -318,12 +319,12 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         return
     headers = ["model", "params", "MACs", "weighted depth", "receptive field", "activations"]
     cells = [[r["model"], fmt_int(r["params"]), fmt_macs(r["macs"]) + ("" if r["complete"] else " (incomplete)"),
-              str(r["weighted_depth"]), "x".join(map(str, r["receptive_field"] or [])) or "?",
+              str(r["weighted_depth"]), fmt_shape(r["receptive_field"] or []) or "?",
               human_bytes(r["activation_bytes"])] for r in rows]
     if args.markdown:
         sys.stdout.write(markdown_table(headers, cells) + "\n")
     else:
-        size = "x".join(map(str, args.input)) if args.input else "each model's default input"
+        size = fmt_shape(args.input) if args.input else "each model's default input"
         out.print(table(f"at {size}, batch {args.batch}", [(h, "left" if i == 0 else "right")
                                                              for i, h in enumerate(headers)], cells))
 

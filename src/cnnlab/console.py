@@ -14,6 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cnnlab.shapes import fmt_shape
+
 # Piped output is not wrapped at rich's default 80 columns: tables stay one row per line.
 _WIDE = 160
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else _WIDE)
@@ -37,10 +39,6 @@ def fmt_macs(n: int) -> str:
     return f"{n / 1e9:.3f} G" if n >= 1e8 else f"{n / 1e6:.3f} M"
 
 
-def fmt_shape(shape: Sequence[int] | None) -> str:
-    return "-" if shape is None else "x".join(str(s) for s in shape)
-
-
 def table(title: str | None, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]],
           footer: Sequence[str] | None = None) -> Table:
     """A plain table; ``columns`` holds (header, justify) pairs."""
@@ -57,7 +55,7 @@ def _rf_text(row: Any) -> str:
     rf = row.receptive_field
     if rf is None:
         return "-"
-    text = "x".join(map(str, rf.size))
+    text = fmt_shape(rf.size)
     return text + " (all)" if row.covers_input else text
 
 
@@ -66,12 +64,12 @@ def print_stack(result: Any, explain: bool = False, title: str | None = None) ->
     rows = []
     for i, row in enumerate(result.rows, 1):
         layer = row.layer
-        jump = "-" if row.receptive_field is None else "x".join(map(str, row.receptive_field.stride))
+        jump = "-" if row.receptive_field is None else fmt_shape(row.receptive_field.stride)
         rows.append([str(i), layer.description, fmt_shape(layer.output_shape), fmt_int(layer.params),
                      fmt_int(layer.macs), _rf_text(row), jump])
     rf = result.receptive_field
     footer = ["", "total", fmt_shape(result.output_shape), fmt_int(result.params), fmt_int(result.macs),
-              "-" if rf is None else "x".join(map(str, rf.size)), ""]
+              "-" if rf is None else fmt_shape(rf.size), ""]
     out.print(table(
         title or f"input {fmt_shape(result.input_shape)}",
         [("#", "right"), ("layer", "left"), ("output", "left"), ("params", "right"), ("MACs", "right"),
@@ -85,8 +83,8 @@ def print_stack(result: Any, explain: bool = False, title: str | None = None) ->
                 out.print(f"  {line}", markup=False)
             if row.receptive_field is not None and row.layer.rf_kernel is not None:
                 rfv = row.receptive_field
-                out.print(f"  RF = {'x'.join(map(str, rfv.size))}, jump {'x'.join(map(str, rfv.stride))}, "
-                          f"effective padding {'x'.join(map(str, rfv.padding))}", markup=False)
+                out.print(f"  RF = {fmt_shape(rfv.size)}, jump {fmt_shape(rfv.stride)}, "
+                          f"effective padding {fmt_shape(rfv.padding)}", markup=False)
     else:
         for i, row in enumerate(result.rows, 1):
             for note in row.layer.notes:

@@ -25,6 +25,7 @@ from torch import nn
 
 from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
+from cnnlab.shapes import fmt_shape
 
 __all__ = ["FORMATS", "ExportResult", "check_target", "export_model"]
 
@@ -138,7 +139,7 @@ def export_model(
     if math.prod(input_size) > _ESTIMATE_ABOVE:
         from cnnlab.analysis import require_memory
 
-        require_memory(model, input_size, f"running the model on a {'x'.join(map(str, input_size))} input",
+        require_memory(model, input_size, f"running the model on a {fmt_shape(input_size)} input",
                        "export at a smaller --input")
     if announce is not None:
         announce()

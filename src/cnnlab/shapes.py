@@ -38,6 +38,7 @@ __all__ = [
     "conv",
     "conv_output_length",
     "flatten",
+    "fmt_shape",
     "global_pool",
     "identity",
     "linear",
@@ -66,13 +67,14 @@ def _fmt(n: int | float) -> str:
     return f"{int(n):,}"
 
 
-def _shape_str(shape: Sequence[int]) -> str:
-    return "x".join(str(s) for s in shape)
+def fmt_shape(shape: Sequence[int] | None) -> str:
+    """A shape as a person writes it: 3x224x224 ("-" for none)."""
+    return "-" if shape is None else "x".join(str(s) for s in shape)
 
 
 def _hp(values: Sequence[int]) -> str:
     """A per-axis hyper-parameter as a person writes it: '3' when all axes agree, else '3x5'."""
-    return str(values[0]) if len(set(values)) == 1 else _shape_str(values)
+    return str(values[0]) if len(set(values)) == 1 else fmt_shape(values)
 
 
 # --------------------------------------------------------------------------------------
@@ -218,7 +220,7 @@ def _check_input(input_shape: Sequence[int], min_ndim: int, max_ndim: int, what:
             "x".join(("C", *_AXES[n])) for n in range(min_ndim, max_ndim + 1)
         )
         raise CnnlabError(
-            f"{what} needs an input shaped {want} (channels first, no batch), got {_shape_str(shape) or 'nothing'}"
+            f"{what} needs an input shaped {want} (channels first, no batch), got {fmt_shape(shape) or 'nothing'}"
         )
     _check_positive("every input dimension", shape, "sizes are counted from 1")
     return shape
@@ -421,7 +423,7 @@ def conv(
     macs = out_elems * cin_g * k_prod
 
     name = f"Conv{ndim}d"
-    kernel_txt = _shape_str(kernel)
+    kernel_txt = fmt_shape(kernel)
     desc = f"{name}({in_channels}->{out_channels}, kernel {kernel_txt}"
     if any(s != 1 for s in strides):
         desc += f", stride {_hp(strides)}"
@@ -439,7 +441,7 @@ def conv(
         desc += f", {padding_mode} padding"
     desc += ")"
 
-    lines = [f"{desc}: {_shape_str(shape)} -> {_shape_str(out_shape)}"]
+    lines = [f"{desc}: {fmt_shape(shape)} -> {fmt_shape(out_shape)}"]
     if pad_kind == "same":
         lines.append(
             "padding 'same': total padding dilation*(kernel-1) per axis, the odd one after: "
@@ -547,7 +549,7 @@ def pool(
     out_shape = (channels, *out_spatial)
 
     name = {"max": "MaxPool", "avg": "AvgPool", "min": "MinPool"}[mode] + f"{ndim}d"
-    desc = f"{name}(kernel {_shape_str(kernel)}, stride {_hp(strides)}"
+    desc = f"{name}(kernel {fmt_shape(kernel)}, stride {_hp(strides)}"
     if any(pads):
         desc += f", padding {_hp(pads)}"
     if any(d != 1 for d in dilations):
@@ -556,7 +558,7 @@ def pool(
         desc += ", ceil"
     desc += ")"
     rounding = "ceil" if ceil_mode else "floor"
-    lines = [f"{desc}: {_shape_str(shape)} -> {_shape_str(out_shape)}",
+    lines = [f"{desc}: {fmt_shape(shape)} -> {fmt_shape(out_shape)}",
              f"O = {rounding}((I + 2P - dilation*(K-1) - 1)/stride) + 1"]
     notes = []
     for axis, length, k, s, p, d, e, o in zip(axes, spatial, kernel, strides, pads, dilations, eff, out_spatial,
@@ -604,8 +606,8 @@ def global_pool(input_shape: Sequence[int], mode: str = "avg") -> LayerResult:
     word = {"max": "max", "avg": "average", "min": "min"}[mode]
     desc = f"Global{word.capitalize()}Pool{ndim}d"
     lines = (
-        f"{desc}: {_shape_str(shape)} -> {_shape_str(out_shape)}",
-        f"the window is the whole {_shape_str(spatial)} map: one {word} per channel",
+        f"{desc}: {fmt_shape(shape)} -> {fmt_shape(out_shape)}",
+        f"the window is the whole {fmt_shape(spatial)} map: one {word} per channel",
         "params = 0; MACs = 0",
     )
     return LayerResult(
@@ -635,9 +637,9 @@ def adaptive_pool(input_shape: Sequence[int], output_size: int | Sequence[int], 
     outs = _as_tuple(output_size, ndim, "output size")
     _check_positive("output size", outs)
     kernels, strides = [], []
-    name = f"Adaptive{mode.capitalize()}Pool{ndim}d({_shape_str(outs)})"
+    name = f"Adaptive{mode.capitalize()}Pool{ndim}d({fmt_shape(outs)})"
     out_shape = (shape[0], *outs)
-    lines = [f"{name}: {_shape_str(shape)} -> {_shape_str(out_shape)}",
+    lines = [f"{name}: {fmt_shape(shape)} -> {fmt_shape(out_shape)}",
              "window i covers input positions floor(i*I/O) to ceil((i+1)*I/O) - 1"]
     notes = []
     for axis, length, o in zip(axes, spatial, outs, strict=True):
@@ -674,7 +676,7 @@ def flatten(input_shape: Sequence[int]) -> LayerResult:
     n = math.prod(shape)
     spatial = shape[1:]
     lines = (
-        f"Flatten: {_shape_str(shape)} -> {n}",
+        f"Flatten: {fmt_shape(shape)} -> {n}",
         f"features = {' * '.join(map(str, shape))} = {_fmt(n)}",
     )
     return LayerResult(
@@ -694,7 +696,7 @@ def linear(input_shape: Sequence[int] | int, out_features: int, bias: bool = Tru
     shape = (input_shape,) if isinstance(input_shape, int) else tuple(int(s) for s in input_shape)
     if len(shape) != 1:
         raise CnnlabError(
-            f"a fully connected layer needs a flat input, got {_shape_str(shape)}: add 'flatten' before it "
+            f"a fully connected layer needs a flat input, got {fmt_shape(shape)}: add 'flatten' before it "
             f"({_fmt(math.prod(shape))} features)"
         )
     _check_positive("in features", shape)
@@ -730,7 +732,7 @@ def norm(input_shape: Sequence[int], affine: bool = True) -> LayerResult:
     c = shape[0]
     ndim = len(shape) - 1
     desc = f"BatchNorm{max(ndim, 1)}d({c})"
-    lines = [f"{desc}: shape unchanged {_shape_str(shape)}"]
+    lines = [f"{desc}: shape unchanged {fmt_shape(shape)}"]
     if affine:
         lines.append(f"params = 2 * C = 2 * {c} = {_fmt(2 * c)} (scale and shift; running stats are buffers)")
     return LayerResult(
@@ -752,7 +754,7 @@ def identity(input_shape: Sequence[int], name: str) -> LayerResult:
         op=name.lower(),
         input_shape=shape,
         output_shape=shape,
-        lines=(f"{name}: shape unchanged {_shape_str(shape)}; params = 0",),
+        lines=(f"{name}: shape unchanged {fmt_shape(shape)}; params = 0",),
         description=name,
     )
 
@@ -962,7 +964,7 @@ def stack(input_shape: Sequence[int] | str, layers: Sequence[str | LayerResult])
         if isinstance(item, LayerResult):
             if tuple(item.input_shape) != tuple(current):
                 raise CnnlabError(
-                    f"layer {i} expects {_shape_str(item.input_shape)} but receives {_shape_str(current)}"
+                    f"layer {i} expects {fmt_shape(item.input_shape)} but receives {fmt_shape(current)}"
                 )
             layer, spec = item, item.description
         else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab import shapes
+from cnnlab.shapes import fmt_shape
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _stops() -> list[Stop]:
             "A 28x28 digit through conv, pool, conv, pool, flatten and two fully connected layers: "
             "what is the shape after each?",
             "cnnlab calc stack --input 1x28x28 " + " ".join(f'"{x}"' if " " in x else x for x in net_layers),
-            " -> ".join("x".join(map(str, r.layer.output_shape)) for r in net.rows)
+            " -> ".join(fmt_shape(r.layer.output_shape) for r in net.rows)
             + f"; {net.params:,} parameters in all.",
             (net,),
         ),

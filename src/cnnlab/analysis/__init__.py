@@ -21,7 +21,7 @@ from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Re
 from cnnlab.analysis.rules import SAME, OpInfo, rule_for
 from cnnlab.analysis.trace import VIEW_OPS, Node, trace_model
 from cnnlab.errors import CnnlabError
-from cnnlab.shapes import ReceptiveField
+from cnnlab.shapes import ReceptiveField, fmt_shape
 
 __all__ = ["CONVENTIONS", "LayerRecord", "Report", "analyze", "fold", "require_memory"]
 
@@ -105,7 +105,7 @@ def analyze(
                     known = model_info(model_or_name).default_input[-1]
             check_input(model, size, label, known_side=known)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CnnlabError(f"{label} cannot run on input {'x'.join(map(str, size))}: {first}") from None
+        raise CnnlabError(f"{label} cannot run on input {fmt_shape(size)}: {first}") from None
     return _build_report(model, label, size, batch, trace, optimizer, measure)
 
 
@@ -184,7 +184,7 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
         from cnnlab.analysis.memory import measure_training_peak
         from cnnlab.limits import check_memory
 
-        check_memory(memory.total, f"a training step of {label} at batch {batch} of {'x'.join(map(str, size))}",
+        check_memory(memory.total, f"a training step of {label} at batch {batch} of {fmt_shape(size)}",
                      "drop --measure (the estimate needs no memory), or use a smaller --input or --batch")
         memory.measured_peak, memory.measured_on = measure_training_peak(model, size, batch, optimizer)
     out = records[-1] if records else None

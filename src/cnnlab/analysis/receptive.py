@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.analysis.rules import RFStep
-from cnnlab.shapes import ReceptiveField
+from cnnlab.shapes import ReceptiveField, fmt_shape
 
 __all__ = ["FieldState", "merge_fields", "propagate"]
 
@@ -34,7 +34,7 @@ def merge_fields(fields: list[ReceptiveField]) -> tuple[ReceptiveField, str | No
     problems = []
     jumps = {f.stride for f in fields}
     if len(jumps) > 1:
-        problems.append("jumps " + " vs ".join("x".join(map(str, j)) for j in sorted(jumps)))
+        problems.append("jumps " + " vs ".join(fmt_shape(j) for j in sorted(jumps)))
     centres = {f.center(0) for f in fields}
     if len(centres) > 1:
         problems.append("centres " + " vs ".join(

@@ -7,6 +7,8 @@ import io
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cnnlab.shapes import fmt_shape
+
 __all__ = ["CONVENTIONS", "LayerRecord", "MemoryEstimate", "Report"]
 
 CONVENTIONS = {
@@ -136,6 +138,6 @@ class Report:
         writer.writerow(cols)
         for r in self.layers:
             d = r.to_dict(explain=False)
-            writer.writerow(["x".join(map(str, d[c])) if isinstance(d[c], list) else ("" if d[c] is None else d[c])
+            writer.writerow([fmt_shape(d[c]) if isinstance(d[c], list) else ("" if d[c] is None else d[c])
                              for c in cols])
         return buf.getvalue()

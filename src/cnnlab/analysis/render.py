@@ -7,6 +7,7 @@ from typing import Any
 
 from cnnlab.analysis.records import LayerRecord, Report
 from cnnlab.console import fmt_macs
+from cnnlab.shapes import fmt_shape
 
 __all__ = ["compare_document", "compare_rows", "human_bytes", "markdown_table", "print_report", "report_rows"]
 
@@ -25,7 +26,7 @@ def human_bytes(n: int | None) -> str:
 def _rf(r: LayerRecord) -> str:
     if r.rf_size is None:
         return "?" if not r.supported or r.kind not in ("input", "output") else "-"
-    text = "x".join(map(str, r.rf_size))
+    text = fmt_shape(r.rf_size)
     return text + " (all)" if r.rf_covers_input else text
 
 
@@ -46,10 +47,10 @@ def report_rows(layers: Sequence[LayerRecord]) -> list[list[str]]:
         if r.shared:
             flags.append("shared")
         rows.append([
-            r.name, r.op, "x".join(map(str, r.output_shape)) if r.output_shape else "-",
+            r.name, r.op, fmt_shape(r.output_shape) if r.output_shape else "-",
             f"{r.params:,}" if r.params else "", f"{r.macs:,}" if r.macs else "", f"{r.flops:,}" if r.flops else "",
             human_bytes(r.activation_bytes) if r.activation_bytes else "", _rf(r),
-            "x".join(map(str, r.rf_stride)) if r.rf_stride else "", ", ".join(flags),
+            fmt_shape(r.rf_stride) if r.rf_stride else "", ", ".join(flags),
         ])
     return rows
 
@@ -64,8 +65,8 @@ def _summary_lines(report: Report) -> list[str]:
     ]
     if report.receptive_field:
         rf = report.receptive_field
-        lines.append(f"receptive field: {'x'.join(map(str, rf['size']))}, jump {'x'.join(map(str, rf['stride']))}, "
-                     f"effective padding {'x'.join(map(str, rf['padding']))}")
+        lines.append(f"receptive field: {fmt_shape(rf['size'])}, jump {fmt_shape(rf['stride'])}, "
+                     f"effective padding {fmt_shape(rf['padding'])}")
     measured = human_bytes(m.measured_peak) + f" ({m.measured_on})" if m.measured_peak is not None else (
         m.measured_on or "not measured (add --measure)")
     lines.append(
@@ -85,7 +86,7 @@ def _summary_lines(report: Report) -> list[str]:
 def print_report(report: Report, layers: Sequence[LayerRecord], explain: bool = False) -> None:
     from cnnlab.console import out, table
 
-    title = (f"{report.model} at {report.batch}x{'x'.join(map(str, report.input_size))} "
+    title = (f"{report.model} at {report.batch}x{fmt_shape(report.input_size)} "
              f"({report.method} trace)")
     out.print(table(title, COLUMNS, report_rows(layers)))
     if explain:
@@ -111,7 +112,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 def report_markdown(report: Report, layers: Sequence[LayerRecord]) -> str:
     head = [c for c, _ in COLUMNS[:-1]] + ["flags"]
     body = markdown_table(head, report_rows(layers))
-    return f"### {report.model} at {report.batch}x{'x'.join(map(str, report.input_size))}\n\n{body}\n\n" + "\n".join(
+    return f"### {report.model} at {report.batch}x{fmt_shape(report.input_size)}\n\n{body}\n\n" + "\n".join(
         f"- {line}" for line in _summary_lines(report)) + "\n"
 
 

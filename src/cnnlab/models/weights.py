@@ -16,6 +16,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.safeload import safe_torch_load
+from cnnlab.shapes import fmt_shape
 
 __all__ = ["load_weights", "read_state_dict"]
 
@@ -107,7 +108,7 @@ def load_weights(model: nn.Module, path: str | Path, name: str | None = None) ->
             hint = f"; build it with in_channels={theirs[1]}"
         raise CnnlabError(
             f"{path} does not fit {label}: {len(wrong)} tensor(s) differ in shape, first {k}: file "
-            f"{'x'.join(map(str, theirs))}, model {'x'.join(map(str, ours))}{hint}"
+            f"{fmt_shape(theirs)}, model {fmt_shape(ours)}{hint}"
         )
     model.load_state_dict(state, strict=True)
     return model

@@ -28,6 +28,7 @@ from torch import nn
 from cnnlab.checkpoint import checkpoint_payload, load_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import RunDir
+from cnnlab.shapes import fmt_shape
 from cnnlab.train.config import TrainConfig, config_from_dict
 from cnnlab.train.distributed import DistEnv, all_reduce_sum, barrier, init_distributed, shutdown
 from cnnlab.train.progress import Progress, fmt_duration
@@ -314,7 +315,7 @@ def _build_model(cfg: TrainConfig, ds: Any) -> tuple[nn.Module, dict[str, Any]]:
         hint = "; adapt the data with --adapt-size N (pad) or --adapt-mode resize"
         if "small_input" in inspect.signature(model_info(cfg.model).builder).parameters:
             hint += ", or use the model's small-input stem with --set small_input=true"
-        raise CnnlabError(f"{cfg.dataset} images ({'x'.join(map(str, size))}) do not fit {cfg.model}: {exc}{hint}") \
+        raise CnnlabError(f"{cfg.dataset} images ({fmt_shape(size)}) do not fit {cfg.model}: {exc}{hint}") \
             from None
     return model, kwargs
 

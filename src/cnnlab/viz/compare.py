@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.shapes import fmt_shape
 from cnnlab.viz.common import save_figure
 from cnnlab.viz.rf import _size3
 
@@ -106,7 +107,7 @@ def draw_compare(models: Sequence[str | nn.Module], input_size: Sequence[int] | 
     ax.margins(0.35)
     ax.set_xlabel("MACs per image (log)")
     ax.set_ylabel("parameters (log)")
-    ax.set_title(f"size and compute at {'x'.join(map(str, _size3(input_size)))}", fontsize=9)
+    ax.set_title(f"size and compute at {fmt_shape(_size3(input_size))}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     if accs is not None:
         ax2 = axes[0][1]

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.shapes import fmt_shape
 from cnnlab.viz.common import model_or_checkpoint, save_figure
 
 __all__ = ["FieldRow", "draw_rf", "effective_receptive_field", "erf_details", "field_box", "is_conv_or_pool",
@@ -140,7 +141,7 @@ def erf_details(model: nn.Module, size: tuple[int, ...], samples: int, seed: int
         raise CnnlabError(f"samples must be at least 1, got {samples}")
     from cnnlab.analysis import require_memory
 
-    require_memory(model, size, f"measuring the effective receptive field at {'x'.join(map(str, size))} "
+    require_memory(model, size, f"measuring the effective receptive field at {fmt_shape(size)} "
                    f"({samples} samples)", "use a smaller --input", batch=samples, backward=True)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -244,7 +245,7 @@ def draw_rf(model_or_spec: nn.Module | str, input_size: Sequence[int] | str, out
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("convolution / pooling layer (in order)")
-    ax.set_title(f"{label}: theoretical receptive field at {'x'.join(map(str, size))}", fontsize=9)
+    ax.set_title(f"{label}: theoretical receptive field at {fmt_shape(size)}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
 

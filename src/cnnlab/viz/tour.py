@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from cnnlab import shapes
 from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
+from cnnlab.shapes import fmt_shape
 from cnnlab.viz.common import save_figure
 from cnnlab.viz.compare import draw_compare, model_costs
 from cnnlab.viz.rf import draw_rf, effective_receptive_field
@@ -274,7 +275,7 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "## 3. RGB(3차 텐서) 합성곱과 여러 개의 필터",
             f"컬러 이미지는 채널이 3개이므로 필터도 깊이 3을 가집니다(5x5x3). 필터 하나가 특징 맵 하나를 만들고, "
             f"필터 {rgb.output_shape[0]}개를 쓰면 특징 맵 {rgb.output_shape[0]}장이 쌓여 출력 "
-            f"{'x'.join(map(str, rgb.output_shape))}가 됩니다. 파라미터는 {rgb.params:,}개입니다.",
+            f"{fmt_shape(rgb.output_shape)}가 됩니다. 파라미터는 {rgb.params:,}개입니다.",
             f"```sh\n{cmd_rgb}\n```",
             _block(rgb.explain()),
             "## 4. 풀링의 종류",
@@ -332,7 +333,7 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "## 3. RGB (order-3) convolution and multiple filters",
             f"A colour image has 3 channels, so each filter is 5x5x3 deep. One filter makes one feature map; "
             f"{rgb.output_shape[0]} filters stack {rgb.output_shape[0]} maps into an output of "
-            f"{'x'.join(map(str, rgb.output_shape))}, with {rgb.params:,} parameters.",
+            f"{fmt_shape(rgb.output_shape)}, with {rgb.params:,} parameters.",
             f"```sh\n{cmd_rgb}\n```",
             _block(rgb.explain()),
             "## 4. Pooling types",

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.shapes import fmt_shape
 
 __all__ = ["LIMITS", "Explorer"]
 
@@ -78,7 +79,7 @@ def parse_input_size(text: str | None, default: Sequence[int], max_side: int, wh
     else:
         size = tuple(parse_shape(str(text)))
     if len(size) != 3:
-        raise CnnlabError(f"{what} must be CxHxW, e.g. 3x224x224, got {'x'.join(map(str, size))}")
+        raise CnnlabError(f"{what} must be CxHxW, e.g. 3x224x224, got {fmt_shape(size)}")
     c, h, w = size
     if c > LIMITS["analysis_channels"] or max(h, w) > max_side:
         raise CnnlabError(
@@ -288,7 +289,7 @@ class Explorer:
             raise CnnlabError(f"{len(names)} models is too many to compare at once: at most {LIMITS['compare_models']}")
         names = list(dict.fromkeys(self._zoo_name(n) for n in names))
         size = parse_input_size(input, (3, 224, 224), LIMITS["analysis_side"])
-        reports = [self.report(model=n, input="x".join(map(str, size))) for n in names]
+        reports = [self.report(model=n, input=fmt_shape(size)) for n in names]
         return compare_document(reports, size)
 
     # -- layer calculator ---------------------------------------------------------------------------
@@ -376,7 +377,7 @@ class Explorer:
             side = max(128, model_info(model).min_input) if model else 128
             default = (default[0], side, side)
         size = parse_input_size(input, default, LIMITS["model_side"])
-        report = self.report(model, "x".join(map(str, size)), run)
+        report = self.report(model, fmt_shape(size), run)
         choices = [r for r in report.layers  # modules, so that the effective field can hook their output
                    if r.kind == "module" and r.rf_size and len(r.rf_size) == 2 and r.output_shape
                    and len(r.output_shape) == 4 and is_conv_or_pool(r.op)]

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
+from cnnlab.shapes import fmt_shape
 from cnnlab.web.api import LIMITS, Explorer
 
 __all__ = ["ENDPOINTS", "create_app"]
@@ -158,7 +159,7 @@ def create_app(runs_dir: str | Path = "runs", loopback_only: bool = True) -> Fla
 
         report = explorer.report(**args)
         text = report.to_csv() if form == "csv" else report_markdown(report, report.layers)
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{report.model}-{'x'.join(map(str, report.input_size))}")
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{report.model}-{fmt_shape(report.input_size)}")
         return Response(text, mimetype="text/csv" if form == "csv" else "text/markdown",
                         headers={"Content-Disposition": f'attachment; filename="{name}.{form}"'})
 
