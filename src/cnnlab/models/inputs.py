@@ -15,15 +15,12 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.shapes import fmt_shape
 
 __all__ = ["check_input", "smallest_input"]
 
 # Largest side tried when searching for the smallest input.
 _MAX_SIDE = 4096
-
-
-def _shape_str(shape: Sequence[int]) -> str:
-    return "x".join(str(int(s)) for s in shape)
 
 
 def _meta_model(model: nn.Module) -> nn.Module:
@@ -148,7 +145,7 @@ def check_input(model: nn.Module, input_size: Sequence[int], model_name: str | N
     size = tuple(int(s) for s in input_size)
     label = model_name or type(model).__name__
     if len(size) != 3 or min(size) < 1:
-        raise CnnlabError(f"input must be CxHxW with positive sizes, e.g. 3x224x224, got {_shape_str(size)}")
+        raise CnnlabError(f"input must be CxHxW with positive sizes, e.g. 3x224x224, got {fmt_shape(size)}")
     expected = _first_conv_channels(model)
     if expected is not None and expected != size[0]:
         raise CnnlabError(
@@ -164,12 +161,12 @@ def check_input(model: nn.Module, input_size: Sequence[int], model_name: str | N
     first = re.sub(r"\s+", " ", first)
     where = f"layer '{layer}'"
     if layer_input is not None:
-        where += f" (its input would be {_shape_str(layer_input)})"
+        where += f" (its input would be {fmt_shape(layer_input)})"
     small = side is not None and min(size[1:]) < side
     if small:
         raise CnnlabError(
-            f"input {_shape_str(size)} is too small for {label}: the spatial size runs out at {where}; "
+            f"input {fmt_shape(size)} is too small for {label}: the spatial size runs out at {where}; "
             f"the smallest input that works is {size[0]}x{side}x{side}"
         )
     hint = f"; {label} works at {size[0]}x{side}x{side}" if side is not None else ""
-    raise CnnlabError(f"input {_shape_str(size)} does not fit {label} at {where}: {first}{hint}")
+    raise CnnlabError(f"input {fmt_shape(size)} does not fit {label} at {where}: {first}{hint}")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.shapes import fmt_shape
 from cnnlab.viz.common import (
     ImageLike,
     ModelLike,
@@ -125,7 +126,7 @@ def draw_features(model: ModelLike, image: ImageLike = None, out: str | Path = "
         ax0 = axes[r, 0]
         ax0.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
         ax0.set_title("input" if r == 0 else "", fontsize=9)
-        ax0.set_ylabel(f"{name}\n{'x'.join(str(s) for s in act.shape)}", fontsize=9)
+        ax0.set_ylabel(f"{name}\n{fmt_shape(act.shape)}", fontsize=9)
         for c in range(max_maps):
             ax = axes[r, c + 1]
             if c < act.shape[0]:
