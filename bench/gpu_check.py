@@ -27,7 +27,7 @@ def run(model: str, options: dict, fast: bool, epochs: int, out: str) -> dict:
         name=f"{model}-{'fast' if fast else 'fp32'}", amp="bf16" if fast else "none", channels_last=fast,
         compile=fast, log_every=100))
     start = time.perf_counter()
-    result = fit(cfg, quiet=True)
+    result = fit(cfg, quiet=True, overwrite=True)
     return {"model": model, "options": options, "bf16_channels_last_compile": fast, "epochs": epochs,
             "wall_seconds": round(time.perf_counter() - start, 1),
             "train_images_per_s": round(result.train_images_per_s, 1),
