@@ -416,13 +416,13 @@ def _report_run(run: dict[str, Any], as_json: bool) -> None:
     out.print(table(f"run {run['run_dir']} ({run['status']})",
                     [("epoch", "right"), ("train loss", "right"), ("train acc", "right"), ("val loss", "right"),
                      ("val acc", "right"), ("lr", "right"), ("s", "right")], rows))
-    if run["best_val"] and run["best_val"]["val_top1"] is not None:
+    validated = bool(run["best_val"]) and run["best_val"]["val_top1"] is not None
+    if validated:
         out.print(f"best validation accuracy {run['best_val']['val_top1']:.2%} at epoch {run['best_epoch']}")
     if run["test"]:
         out.print(f"test accuracy {run['test']['top1']:.2%} (top-5 {run['test']['top5']:.2%}) on "
                   f"{run['test']['samples']:,} images, with the "
-                  + ("best-on-validation weights" if run["best_val"] and run["best_val"]["val_top1"] is not None
-                     else "final weights (no validation split)"))
+                  + ("best-on-validation weights" if validated else "final weights (no validation split)"))
     out.print(f"{run['seconds']:.1f} s in all, {run['train_images_per_s']:,.0f} training images/s; "
               f"checkpoints, config and metrics in {run['run_dir']}")
 
@@ -455,10 +455,10 @@ def _cmd_recipes(args: argparse.Namespace) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> None:
     from cnnlab.console import out, print_json, table
-    from cnnlab.sources import TRAINED
+    from cnnlab.sources import checkpoint_of
     from cnnlab.train.inference import evaluate_checkpoint
 
-    checkpoint = _source(args.run, TRAINED, "cnnlab eval").checkpoint
+    checkpoint = checkpoint_of(args.run, "cnnlab eval")
     result = evaluate_checkpoint(checkpoint, args.split, args.data, args.data_root, args.batch_size, args.device)
     if args.json:
         print_json(result)
@@ -472,10 +472,10 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     from cnnlab.console import out, print_json
-    from cnnlab.sources import TRAINED
+    from cnnlab.sources import checkpoint_of
     from cnnlab.train.inference import predict
 
-    results = predict(_source(args.checkpoint, TRAINED, "cnnlab predict").checkpoint, args.images, args.top)
+    results = predict(checkpoint_of(args.checkpoint, "cnnlab predict"), args.images, args.top)
     if args.json:
         print_json({"predictions": results})
         return

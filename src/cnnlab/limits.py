@@ -29,7 +29,10 @@ def memory_bytes() -> int:
     return total if total > 0 else _FALLBACK_MEMORY
 
 
-def human_bytes(n: float) -> str:
+def human_bytes(n: float | None) -> str:
+    """A byte count as a person reads it: 57.0 KiB, 1.2 GiB ("-" when unknown)."""
+    if n is None:
+        return "-"
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if value < 1024 or unit == "PiB":

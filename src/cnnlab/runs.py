@@ -59,7 +59,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def _permission(path: Path, exc: OSError) -> CnnlabError:
+def _write_error(path: Path, exc: OSError) -> CnnlabError:
     if isinstance(exc, PermissionError):
         return CnnlabError(f"cannot write {path}: permission denied; choose another --out or fix its permissions")
     if exc.errno == errno.ENOSPC:
@@ -114,7 +114,7 @@ class RunDir:
         except FileExistsError:
             raise CnnlabError(f"--out {parent} is a file, not a folder: choose another --out") from None
         except OSError as exc:
-            raise _permission(parent, exc) from None
+            raise _write_error(parent, exc) from None
         if not parent.is_dir():
             raise CnnlabError(f"--out {parent} is not a folder: choose another --out")
         for i in range(1, 10_000):
@@ -141,7 +141,7 @@ class RunDir:
                                       "to replace it") from None
                 continue
             except OSError as exc:
-                raise _permission(run.path, exc) from None
+                raise _write_error(run.path, exc) from None
             run.acquire()
             note = None if i == 1 else f"{parent / base} is taken: this run is {run.path}"
             return run, note
@@ -168,7 +168,7 @@ class RunDir:
         try:
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise _permission(self.path, exc) from None
+            raise _write_error(self.path, exc) from None
         deadline = time.monotonic() + _LOCK_WAIT_S
         while True:
             try:
@@ -261,7 +261,7 @@ class RunDir:
             with atomic_write(path) as tmp:
                 tmp.write_text(text)
         except OSError as exc:
-            raise _permission(path, exc) from None
+            raise _write_error(path, exc) from None
 
     def commit(self, payload: dict[str, Any], best: bool) -> None:
         """Make one state of the run durable. When it is the best so far, best.pt is written first and
@@ -279,7 +279,7 @@ class RunDir:
             else:
                 write_payload(self.last, payload)
         except OSError as exc:
-            raise _permission(self.path, exc) from None
+            raise _write_error(self.path, exc) from None
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         self._writer()
@@ -290,7 +290,7 @@ class RunDir:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            raise _permission(self.metrics_file, exc) from None
+            raise _write_error(self.metrics_file, exc) from None
 
     def write_metrics(self, records: list[dict[str, Any]]) -> None:
         """Replace metrics.jsonl with ``records`` (a resume restores it to its checkpoint's history)."""

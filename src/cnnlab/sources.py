@@ -21,7 +21,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["KINDS", "TRAINED", "Source", "kind_of", "resolve"]
+__all__ = ["KINDS", "TRAINED", "Source", "checkpoint_of", "kind_of", "resolve"]
 
 KINDS = ("zoo", "code", "checkpoint", "run")
 TRAINED = ("checkpoint", "run")
@@ -49,10 +49,6 @@ class Source:
             return f"{Path(self.spec).name} ({self.name})"
         return self.name if self.kind in ("zoo", "code") else f"{self.checkpoint} ({self.name})"
 
-    @property
-    def trained(self) -> bool:
-        return self.kind in TRAINED or self.weights is not None
-
     def build(self) -> nn.Module:
         """The model, with its weights where the source has them (random weights otherwise)."""
         from cnnlab.models.registry import create_model
@@ -65,18 +61,6 @@ class Source:
 
             return build_from_checkpoint(self._ckpt, self.checkpoint)
         return create_model(self.name, weights=self.weights, **self.kwargs)
-
-    def build_meta(self) -> nn.Module:
-        """The architecture on the meta device: shapes only, no weights read, no memory."""
-        from cnnlab.models.source import build_on_meta
-
-        return build_on_meta(self.name, self.kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "spec": self.spec, "name": self.name, "label": self.label,
-                "kwargs": self.kwargs, "default_input": list(self.default_input) if self.default_input else None,
-                "checkpoint": str(self.checkpoint) if self.checkpoint else None,
-                "weights": str(self.weights) if self.weights else None}
 
 
 def kind_of(spec: str) -> str:
@@ -103,6 +87,17 @@ def kind_of(spec: str) -> str:
 def _refuse(spec: str, kind: str, accept: tuple[str, ...], command: str) -> CnnlabError:
     takes = ", ".join(_SAYS[k] for k in accept[:-1]) + (" or " if len(accept) > 1 else "") + _SAYS[accept[-1]]
     return CnnlabError(f"{command} takes {takes}; {spec!r} is {_SAYS[kind].split(' (')[0]}")
+
+
+def checkpoint_of(spec: str | Path, command: str = "this command") -> Path:
+    """The checkpoint file a checkpoint or run folder means (a run's best.pt), without reading it."""
+    from cnnlab.runs import RunDir
+
+    spec = str(spec)
+    kind = kind_of(spec)
+    if kind not in TRAINED:
+        raise _refuse(spec, kind, TRAINED, command)
+    return RunDir(spec).weights() if kind == "run" else Path(spec)
 
 
 def resolve(spec: str, accept: tuple[str, ...] = KINDS, *, num_classes: int | None = None,
@@ -141,9 +136,7 @@ def resolve(spec: str, accept: tuple[str, ...] = KINDS, *, num_classes: int | No
 def _trained(spec: str, kind: str) -> Source:
     from cnnlab.checkpoint import load_checkpoint
     from cnnlab.models.registry import list_models, model_info, unknown_model
-    from cnnlab.runs import RunDir
-
-    path = RunDir(spec).weights() if kind == "run" else Path(spec)
+    path = checkpoint_of(spec)
     ckpt = load_checkpoint(path)
     name = ckpt["model"]["name"]
     if name not in list_models():

@@ -7,20 +7,10 @@ from typing import Any
 
 from cnnlab.analysis.records import LayerRecord, Report
 from cnnlab.console import fmt_macs
+from cnnlab.limits import human_bytes
 from cnnlab.shapes import fmt_shape
 
 __all__ = ["compare_document", "compare_rows", "human_bytes", "markdown_table", "print_report", "report_rows"]
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _rf(r: LayerRecord) -> str:

@@ -18,11 +18,10 @@ __all__ = ["checkpoint_path", "evaluate_checkpoint", "image_tensor", "load_image
 
 
 def checkpoint_path(run_or_checkpoint: str | Path) -> Path:
-    """A run folder means its best checkpoint (see :meth:`cnnlab.runs.RunDir.weights`); a file is taken as it is."""
-    from cnnlab.runs import RunDir
+    """A run folder means its best checkpoint; a file is taken as it is (see :func:`cnnlab.sources.checkpoint_of`)."""
+    from cnnlab.sources import checkpoint_of
 
-    run, file = RunDir.holding(run_or_checkpoint)
-    return file if file is not None else run.weights()
+    return checkpoint_of(run_or_checkpoint)
 
 
 def evaluate_checkpoint(run_or_checkpoint: str | Path, split: str = "test", dataset: str | None = None,
