@@ -264,6 +264,12 @@ def _train() -> Iterator[pytest.param]:  # type: ignore[type-arg]
     yield _case("recipes-two-names", "recipes", "lenet5-mnist", "extra")
     yield _case("recipes-empty-name", "recipes", " ")
 
+    yield _case("runs--runs=missing", "runs", "--runs", "{d}/no-such-folder")
+    yield _case("runs--runs=file", "runs", "--runs", "{d}/random.pt")
+    yield _case("runs-unknown-run", "runs", "no-such-run", "--runs", "{d}")
+    yield _case("runs-path-as-name", "runs", "../etc", "--runs", "{d}")
+    yield _case("runs-no-config", "runs", "emptyrun", "--runs", "{d}")
+
     for name in CKPT_FILES:
         yield _case(f"eval-checkpoint={name}", "eval", f"{{d}}/{name}")
     yield _case("eval--split=bogus", "eval", "{d}/good.pt", "--split", "holdout")

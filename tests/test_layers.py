@@ -22,6 +22,7 @@ LAYERS = [
     {"sources", "catalog"},  # which network a name means; the zoo's table
     {"train", "scratch", "export"},
     {"viz"},
+    {"lab"},  # the queries: one document per question
     {"tour", "web"},
     {"cli", "__main__"},
 ]

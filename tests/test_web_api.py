@@ -26,9 +26,9 @@ import torchvision
 from PIL import Image
 
 import cnnlab
+from cnnlab.lab import LIMITS
 from cnnlab.runs import RunDir
 from cnnlab.train.inference import predict
-from cnnlab.web.api import LIMITS
 from cnnlab.web.app import ENDPOINTS, create_app
 
 WAIT_S = 120  # generous: a busy 2-core machine can take tens of seconds to import torch
@@ -90,7 +90,7 @@ def test_api_lists_every_endpoint_and_the_limits(client) -> None:
     # Every documented route answers something other than 404.
     for route in ENDPOINTS:
         method, path = route.split(" ")
-        path = path.split("?")[0].replace("RUN", "lenet-mnist")
+        path = path.split("?")[0].replace("<name>", "lenet-mnist")
         response = client.open(path, method=method)
         assert response.status_code != 404, route
 
@@ -177,8 +177,13 @@ def test_analyze_bad_requests(client, tmp_path: Path) -> None:
         "give either model=NAME (a zoo model) or run=NAME (a run's checkpoint), not both")
     assert error(client.get("/api/analyze?input=3x32x32"), 400) == (
         "no model: give model=NAME (a zoo model, see /api/models) or run=NAME (a run's checkpoint, see /api/runs)")
-    assert error(client.get("/api/analyze?model=resnet18&depth=2"), 400) == (
-        "unknown parameter 'depth': this endpoint takes model, run, input, format")
+    assert error(client.get("/api/analyze?model=resnet18&level=2"), 400) == (
+        "unknown parameter 'level': this endpoint takes model, run, input, batch, optimizer, depth, format")
+    assert error(client.get("/api/analyze?model=resnet18&depth=0"), 400) == "depth must be from 1 to 64, got 0"
+    assert error(client.get("/api/analyze?model=resnet18&batch=x"), 400) == (
+        "batch must be a whole number from 1 to 1,048,576, got 'x'")
+    assert error(client.get("/api/analyze?model=resnet18&optimizer=lbfgs"), 400) == (
+        "optimizer must be one of sgd, sgd-nomomentum, adam, adamw, none, got 'lbfgs'")
     # A user-code spec is only a name here: the file is never imported.
     evil = tmp_path / "evil.py"
     marker = tmp_path / "ran"
@@ -309,7 +314,7 @@ def test_stack_bad_requests(client) -> None:
     assert error(post({"input": "64x32x32", "layers": [1, 2]}), 400) == (
         'layers must be a list of strings like "conv 64 k3 p1" (or one per line)')
     assert error(post({"input": "64x32x32", "layers": ["relu"], "x": 1}), 400) == (
-        "unknown field 'x': use input and layers")
+        "unknown field 'x': use input, layers")
     assert error(client.post("/api/stack", data="{"), 400) == (
         'send a JSON body (Content-Type: application/json) like {"input": "3x32x32", "layers": ["conv 64 k3 p1"]}')
     still_answers(client)
@@ -468,7 +473,7 @@ def test_inside_bad_uploads(client) -> None:
     assert error(post(b""), 400) == "the upload is empty: choose an image file (PNG, JPEG, GIF, BMP or WebP)"
     assert error(post(png_bytes(Image.new("L", (8, 8))), top="0"), 400) == "top must be from 1 to 20, got 0"
     assert error(client.post("/api/inside", data={"run": "lenet-mnist", "path": "/etc/passwd"}), 400) == (
-        "unknown field 'path': send model or run, top, layers and an image file")
+        "unknown field 'path': send model, run, top, layers and an image file")
     assert error(client.post("/api/inside", data={"model": "lenet5", "layers": "nope"}), 400) == (
         "the model has no layer 'nope': valid names are features.0, features.3")
     still_answers(client)
@@ -499,7 +504,7 @@ def test_unknown_routes_and_internal_errors_are_json(runs: Path, monkeypatch) ->
     assert error(client.get("/api/nothing"), 404) == "no such page or endpoint /api/nothing: GET /api lists the endpoints"
     assert error(client.delete("/api/models"), 405) == (
         "DELETE is not allowed on /api/models: GET /api lists the endpoints")
-    explorer = app.extensions["cnnlab_explorer"]
+    explorer = app.extensions["cnnlab_lab"]
 
     def broken() -> None:
         raise RuntimeError("something deep broke\nsecond line")

@@ -1,4 +1,7 @@
-"""The explorer's web application (Flask): a JSON API over :class:`cnnlab.web.api.Explorer` and one page.
+"""The explorer's web application (Flask): one endpoint per query of :mod:`cnnlab.lab`, and one page.
+
+The endpoints are made from :data:`cnnlab.lab.QUERIES`: ``/api/NAME`` answers with the document
+of ``Lab.NAME``, the same the command named in the query prints with ``--json``.
 
 Every error is a JSON object ``{"error": "<one line>", "status": <code>}``: bad input 400, an
 unknown path 404, a wrong method 405, an oversized upload 413, anything unexpected 500 (its
@@ -11,6 +14,7 @@ import ipaddress
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +23,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
+from cnnlab.lab import LIMITS, QUERIES, Lab, Query
 from cnnlab.shapes import fmt_shape
-from cnnlab.web.api import LIMITS, Explorer
 
 __all__ = ["ENDPOINTS", "create_app"]
 
@@ -29,21 +33,8 @@ STATIC = Path(__file__).parent / "static"
 ENDPOINTS = {
     "GET /api": "this list",
     "GET /api/health": "the server is up: version and runs folder",
-    "GET /api/models": "the model zoo: name, family, paper, default and smallest input",
-    "GET /api/analyze?model=NAME|run=RUN&input=CxHxW[&format=csv|md]": "the analyzer's report: per-layer shapes, "
-                                                                        "parameters, MACs, FLOPs, memory, receptive "
-                                                                        "field and formulas (or a CSV or Markdown "
-                                                                        "download)",
-    "GET /api/compare?models=A,B,...&input=CxHxW": "several models side by side",
-    "POST /api/stack": "the layer calculator: JSON {input: CxHxW, layers: [\"conv 64 k3 p1\", ...]}, every output "
-                       "shape, parameter count, MACs and receptive field with its formulas",
-    "POST /api/conv": "a convolution step by step; JSON {input, kernel, stride, padding, dilation, bias}",
-    "GET /api/rf?model=NAME|run=RUN&input=CxHxW&layer=NODE&samples=N": "a layer's theoretical receptive field "
-                                                                       "and its measured effective field",
-    "POST /api/inside": "form fields model=NAME|run=RUN, top=K and an optional image file: top-k prediction, "
-                        "feature maps and Grad-CAM",
-    "GET /api/runs": "the runs folder: one summary per run",
-    "GET /api/runs/RUN": "one run: config, epoch metrics (read live while it trains) and result",
+    **{q.usage: q.summary + (f" (format={'|'.join(q.formats)}: a download)" if q.formats else "")
+       + (f"; the document of `{q.command}`" if q.command else "") for q in QUERIES},
 }
 
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -62,12 +53,72 @@ def _error(message: str, status: int) -> tuple[Response, int]:
     return jsonify({"error": message, "status": status}), status
 
 
-def _args(*allowed: str) -> dict[str, str]:
-    """The query's parameters; an unknown one is an error that lists the known ones."""
+def _fields(query: Query) -> list[str]:
+    return [p.name for p in query.params if f"<{p.name}>" not in query.route]
+
+
+def _query_args(query: Query) -> dict[str, Any]:
+    """The query string's parameters; an unknown one is an error that lists the known ones."""
+    allowed = [*_fields(query), *(["format"] if query.formats else [])]
     unknown = sorted(set(request.args) - set(allowed))
     if unknown:
-        raise CnnlabError(f"unknown parameter {unknown[0]!r}: this endpoint takes {', '.join(allowed)}")
+        takes = f"this endpoint takes {', '.join(allowed)}" if allowed else "this endpoint takes none"
+        raise CnnlabError(f"unknown parameter {unknown[0]!r}: {takes}")
     return {k: request.args.get(k) for k in allowed if request.args.get(k) not in (None, "")}
+
+
+def _body_args(query: Query) -> dict[str, Any]:
+    """The JSON object of a POST; unknown fields are an error that lists the known ones."""
+    body = request.get_json(silent=True)
+    if body is None:
+        raise CnnlabError(f"send a JSON body (Content-Type: application/json) like {query.example}")
+    if not isinstance(body, dict):
+        raise CnnlabError(f"send a JSON object like {query.example}")
+    unknown = sorted(set(body) - set(_fields(query)))
+    if unknown:
+        raise CnnlabError(f"unknown field {unknown[0]!r}: use {', '.join(_fields(query))}")
+    return body
+
+
+def _form_args(query: Query) -> dict[str, Any]:
+    """Multipart form fields and the optional image file."""
+    unknown = sorted(set(request.form) - set(_fields(query)))
+    if unknown:
+        raise CnnlabError(f"unknown field {unknown[0]!r}: send {', '.join(_fields(query))} and an image file")
+    extra = sorted(set(request.files) - {"image"})
+    if extra:
+        raise CnnlabError(f"unknown file field {extra[0]!r}: send the picture as 'image'")
+    upload = request.files.get("image")
+    if upload is not None and upload.mimetype and not upload.mimetype.startswith(("image/", "application/octet")):
+        raise CnnlabError(f"the upload is {upload.mimetype}, not an image: send PNG, JPEG, GIF, BMP or WebP")
+    args: dict[str, Any] = {k: v for k, v in request.form.items() if v != ""}
+    if upload is not None:
+        args["image"] = upload.read()
+    return args
+
+
+_READERS = {"GET": _query_args, "POST": _body_args, "FORM": _form_args}
+
+
+def _download(lab: Lab, form: str, args: dict[str, Any]) -> Response:
+    """An analysis as a CSV or Markdown file."""
+    text, report = lab.analyze_table(form, **args)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{report.model}-{fmt_shape(report.input_size)}")
+    return Response(text, mimetype="text/csv" if form == "csv" else "text/markdown",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.{form}"'})
+
+
+def _view(lab: Lab, query: Query) -> Callable[..., Response]:
+    read = _READERS[query.method]
+
+    def view(**from_path: str) -> Response:
+        args = {**read(query), **from_path}
+        form = args.pop("format", "json")
+        if form != "json":
+            return _download(lab, form, args)
+        return Response(lab.encoded(query.name, **args), mimetype="application/json")
+
+    return view
 
 
 def create_app(runs_dir: str | Path = "runs", loopback_only: bool = True) -> Flask:
@@ -76,12 +127,12 @@ def create_app(runs_dir: str | Path = "runs", loopback_only: bool = True) -> Fla
     That check keeps a page on another site from reaching a loopback server through a DNS name
     it controls (DNS rebinding). ``cnnlab serve --host`` with a non-loopback address turns it off.
     """
-    explorer = Explorer(runs_dir)
+    lab = Lab(runs_dir, scope="explorer")
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = LIMITS["upload_bytes"] + 64 * 1024  # the image plus the form fields
     app.url_map.merge_slashes = False  # '/api/runs//etc' is refused as a run name, not redirected
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the answers in their natural order
-    app.extensions["cnnlab_explorer"] = explorer
+    app.extensions["cnnlab_lab"] = lab
 
     @app.before_request
     def _check_host() -> Any:
@@ -140,77 +191,10 @@ def create_app(runs_dir: str | Path = "runs", loopback_only: bool = True) -> Fla
 
     @app.get("/api/health")
     def _health() -> Any:
-        return jsonify({"ok": True, "version": __version__, "runs": str(explorer.runs_dir)})
+        return jsonify({"ok": True, "version": __version__, "runs": str(lab.runs_dir)})
 
-    @app.get("/api/models")
-    def _models() -> Any:
-        _args()
-        return jsonify({"models": explorer.models()})
-
-    @app.get("/api/analyze")
-    def _analyze() -> Any:
-        args = _args("model", "run", "input", "format")
-        form = args.pop("format", "json")
-        if form == "json":
-            return Response(explorer.analyze_json(**args), mimetype="application/json")
-        if form not in ("csv", "md"):
-            raise CnnlabError(f"format must be json, csv or md, got {form!r}")
-        from cnnlab.analysis.render import report_markdown
-
-        report = explorer.report(**args)
-        text = report.to_csv() if form == "csv" else report_markdown(report, report.layers)
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{report.model}-{fmt_shape(report.input_size)}")
-        return Response(text, mimetype="text/csv" if form == "csv" else "text/markdown",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.{form}"'})
-
-    @app.get("/api/compare")
-    def _compare() -> Any:
-        args = _args("models", "input")
-        if "models" not in args:
-            raise CnnlabError("models is missing: give zoo model names separated by commas, e.g. resnet18,vgg11")
-        return jsonify(explorer.compare(args["models"], args.get("input")))
-
-    def _json_body(example: str) -> Any:
-        body = request.get_json(silent=True)
-        if body is None:
-            raise CnnlabError(f"send a JSON body (Content-Type: application/json) like {example}")
-        return body
-
-    @app.post("/api/stack")
-    def _stack() -> Any:
-        return jsonify(explorer.stack(_json_body('{"input": "3x32x32", "layers": ["conv 64 k3 p1"]}')))
-
-    @app.post("/api/conv")
-    def _conv() -> Any:
-        return jsonify(explorer.conv(_json_body('{"input": "1,2;3,4", "kernel": "1,0;0,1"}')))
-
-    @app.get("/api/rf")
-    def _rf() -> Any:
-        return jsonify(explorer.rf(**_args("model", "run", "input", "layer", "samples")))
-
-    @app.post("/api/inside")
-    def _inside() -> Any:
-        unknown = sorted(set(request.form) - {"model", "run", "top", "layers"})
-        if unknown:
-            raise CnnlabError(f"unknown field {unknown[0]!r}: send model or run, top, layers and an image file")
-        extra = sorted(set(request.files) - {"image"})
-        if extra:
-            raise CnnlabError(f"unknown file field {extra[0]!r}: send the picture as 'image'")
-        upload = request.files.get("image")
-        data = upload.read() if upload is not None else None
-        if upload is not None and upload.mimetype and not upload.mimetype.startswith(("image/", "application/octet")):
-            raise CnnlabError(f"the upload is {upload.mimetype}, not an image: send PNG, JPEG, GIF, BMP or WebP")
-        form = {k: v for k, v in request.form.items() if v != ""}
-        return jsonify(explorer.inside(data, **form))
-
-    @app.get("/api/runs")
-    def _runs() -> Any:
-        _args()
-        return jsonify({"runs_dir": str(explorer.runs_dir), "runs": explorer.runs()})
-
-    @app.get("/api/runs/<path:name>")
-    def _run(name: str) -> Any:
-        _args()
-        return jsonify(explorer.run(name))
-
+    for query in QUERIES:
+        rule = re.sub(r"<(\w+)>", r"<path:\1>", query.route)  # '/api/runs/a/b' is refused as a name, not a 404
+        app.add_url_rule(rule, endpoint=query.name, view_func=_view(lab, query),
+                         methods=["GET" if query.method == "GET" else "POST"])
     return app

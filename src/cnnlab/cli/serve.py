@@ -1,0 +1,51 @@
+"""``cnnlab serve`` and ``cnnlab tour``: the explorer web page and the guided tour."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.cli.args import add_json_flag
+from cnnlab.cli.present import wrote
+
+# Both library imports sit in the handlers. cnnlab.viz loads torch and matplotlib, and
+# `cnnlab serve` must bind its address before torch loads (bench/serve_start.py times its
+# start-up); cnnlab.web is needed by `serve` alone, so `tour` does not load it.
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from cnnlab.web import serve
+
+    serve(args.host, args.port, args.runs)
+
+
+def _tour(args: argparse.Namespace) -> None:
+    from cnnlab.viz import make_tour
+
+    page = make_tour(args.out, args.lang)
+    wrote(page, args.json, pictures=args.out)
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                        "network)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--runs", default="runs", metavar="DIR",
+                   help="runs folder whose runs and checkpoints the page shows (default ./runs); nothing "
+                        "outside it is opened")
+    p.set_defaults(func=_serve)
+
+
+def _tour_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="tour", metavar="DIR", help="folder to write (default ./tour)")
+    p.add_argument("--lang", default="en", choices=["en", "ko"], help="page language: en or ko")
+    add_json_flag(p, "print the written page as JSON on stdout")
+    p.set_defaults(func=_tour)
+
+
+_ARGS = {"serve": _serve_args, "tour": _tour_args}
+
+
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``cnnlab serve`` or ``cnnlab tour``."""
+    _ARGS[name](parser)

@@ -1,0 +1,101 @@
+"""``cnnlab viz``: pictures written as PNG files, one handler per picture."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from cnnlab import viz
+from cnnlab.cli.args import Parser, add_json_flag, count, shape, source
+from cnnlab.cli.present import wrote
+from cnnlab.limits import MAX_SIDE
+from cnnlab.sources import KINDS
+
+# The handlers call viz.draw_* through the module, so that a test can replace one.
+
+
+def _kernel(args: argparse.Namespace) -> None:
+    wrote(viz.draw_kernel(args.image, args.kernel, args.out, args.stride, args.padding, args.padding_mode), args.json)
+
+
+def _conv_steps(args: argparse.Namespace) -> None:
+    wrote(viz.draw_conv_steps(args.input, args.kernel, args.stride, args.padding, args.out), args.json)
+
+
+def _filters(args: argparse.Namespace) -> None:
+    wrote(viz.draw_filters(args.model, args.out, args.layer), args.json)
+
+
+def _features(args: argparse.Namespace) -> None:
+    wrote(viz.draw_features(args.checkpoint, args.image, args.out, args.layers), args.json)
+
+
+def _gradcam(args: argparse.Namespace) -> None:
+    wrote(viz.draw_gradcam(args.checkpoint, args.image, args.out, args.layer, args.class_index), args.json)
+
+
+def _rf(args: argparse.Namespace) -> None:
+    src = source(args.model, KINDS, "cnnlab viz rf")
+    size = args.input or src.default_input or (3, 224, 224)
+    wrote(viz.draw_rf(args.model, size, args.out, args.checkpoint, layer=args.layer), args.json)
+
+
+def _curves(args: argparse.Namespace) -> None:
+    wrote(viz.draw_curves(args.runs, args.out), args.json)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    wrote(viz.draw_compare(args.models, args.input, args.out, args.acc or None), args.json)
+
+
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``cnnlab viz`` and its pictures."""
+    vz_sub = parser.add_subparsers(dest="viz_command", metavar="WHAT", parser_class=Parser)
+    vz_sub.required = True
+
+    def picture(what: str, help_text: str, default_out: str,
+                func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        p = vz_sub.add_parser(what, help=help_text)
+        p.add_argument("--out", default=default_out, metavar="PATH", help=f"PNG to write (default {default_out})")
+        add_json_flag(p, "print the written path as JSON on stdout")
+        p.set_defaults(func=func)
+        return p
+
+    k = picture("kernel", "a classic kernel filtering a photo: input, kernel with its numbers, output", "kernel.png",
+                _kernel)
+    k.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
+    k.add_argument("--kernel", default="box3",
+                   help="box3, gaussian5, sobel-x, sobel-y, laplacian, sharpen, or rows like '1,0,-1;2,0,-2;1,0,-1'")
+    k.add_argument("--stride", type=count(1, example="1"), default=1)
+    k.add_argument("--padding", type=count(0, MAX_SIDE, "1"), default=0)
+    k.add_argument("--padding-mode", default="zeros", choices=["zeros", "reflect", "replicate", "circular"])
+    cs = picture("conv-steps", "every placement of a small kernel, with the inner product written out",
+                 "conv-steps.png", _conv_steps)
+    cs.add_argument("--input", default=None, help="rows like '1,2,3;4,5,6;7,8,9' (default: the 5x5 example)")
+    cs.add_argument("--kernel", default=None, help="rows like '1,0;0,1' (default: the 3x3 example)")
+    cs.add_argument("--stride", type=count(1, example="1"), default=1)
+    cs.add_argument("--padding", type=count(0, example="1"), default=0)
+    fl = picture("filters", "a layer's kernels as a grid (the first layer by default)", "filters.png", _filters)
+    fl.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
+    fl.add_argument("--layer", default=None, help="a convolution's name (default: the first)")
+    fe = picture("features", "activation maps of a shallow, a middle and a deep layer", "features.png", _features)
+    fe.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL")
+    fe.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
+    fe.add_argument("--layers", default=None, help="comma-separated layer names (default: chosen per model)")
+    gc = picture("gradcam", "Grad-CAM heat map of a class over the image", "gradcam.png", _gradcam)
+    gc.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL")
+    gc.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
+    gc.add_argument("--layer", default=None, help="the layer to explain (default: the last convolutional block)")
+    gc.add_argument("--class", dest="class_index", type=count(0, example="3"), default=None,
+                    help="class index (default: predicted)")
+    rfp = picture("rf", "theoretical receptive field per layer and the effective one as a heat map", "rf.png", _rf)
+    rfp.add_argument("model", metavar="MODEL")
+    rfp.add_argument("--input", type=shape, default=None, help="input CxHxW (default: the model's)")
+    rfp.add_argument("--checkpoint", default=None, help="also the effective field of these trained weights")
+    rfp.add_argument("--layer", default=None, help="measure this layer's central unit instead of the last map's")
+    cu = picture("curves", "loss and accuracy of runs against epochs", "curves.png", _curves)
+    cu.add_argument("runs", nargs="+", metavar="RUN")
+    co = picture("compare", "parameters against MACs (and accuracy), one point per model", "compare.png", _compare)
+    co.add_argument("models", nargs="+", metavar="MODEL")
+    co.add_argument("--input", type=shape, default=(3, 224, 224), help="input CxHxW (default 3x224x224)")
+    co.add_argument("--acc", nargs="*", default=None, metavar="RUN", help="run folders whose test accuracy to plot")

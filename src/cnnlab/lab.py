@@ -1,0 +1,661 @@
+"""The questions cnnlab answers: one function each, plain arguments in, one JSON-ready document out.
+
+The commands and the explorer are two adapters over these functions: ``cnnlab inspect --json``
+and ``GET /api/analyze`` print the document of :meth:`Lab.analyze`, and so on down
+:data:`QUERIES`, which also is the explorer's endpoint table. Arguments arrive parsed from the
+command line or as strings from the browser; every query reads both.
+
+A :class:`Lab` answers under one of two scopes:
+
+- ``local`` (the commands): a network is any form :func:`cnnlab.sources.resolve` accepts
+  (zoo name, ``file.py:Name``, checkpoint file, run folder); sizes are whatever memory allows;
+- ``explorer`` (``cnnlab serve``): a network is a zoo name or the name of a run folder directly
+  inside the runs folder (a ``file.py:Name`` would run code, and no other path is ever opened);
+  input sizes, uploads and the number of compared models are bounded by :data:`LIMITS`; model
+  work runs under one lock so that concurrent requests never interleave inside torch's global
+  state.
+
+Finished analyses are cached under the network's identity (a checkpoint's by its modification
+time), so repeating a question costs nothing. Bad input raises
+:class:`~cnnlab.errors.CnnlabError` with one line that names the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.shapes import fmt_shape, parse_shape
+
+if TYPE_CHECKING:
+    from cnnlab.analysis.records import Report
+    from cnnlab.shapes import LayerResult
+    from cnnlab.sources import Source
+
+__all__ = ["LIMITS", "QUERIES", "Lab", "Param", "Query", "decode_image", "layer_document"]
+
+LIMITS = {
+    "analysis_side": 1024,  # largest H or W the architecture view analyses
+    "analysis_channels": 64,
+    "model_side": 256,  # largest H or W for real forward/backward passes (receptive field, inside)
+    "upload_bytes": 5 * 1024 * 1024,
+    "upload_pixels": 40_000_000,
+    "compare_models": 12,
+    "erf_samples": 32,
+    "top_k": 20,
+    "feature_maps": 8,  # channels shown per layer
+    "stack_layers": 64,  # layers in one calculator stack
+    "stack_side": 1_000_000,  # the calculator is pure arithmetic: any realistic size
+}
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+OPTIMIZERS = ("sgd", "sgd-nomomentum", "adam", "adamw", "none")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    help: str
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question: the method of the same name on :class:`Lab` answers it.
+
+    ``method`` says how the explorer takes the arguments: GET in the query string, POST as a
+    JSON object, FORM as multipart form fields with an optional ``image`` file. ``path`` is the
+    explorer's address (``/api/NAME`` unless said); a ``<param>`` in it is taken from the path.
+    ``command`` is the command whose ``--json`` prints the same document, if one does.
+    """
+
+    name: str
+    method: str
+    summary: str
+    params: tuple[Param, ...]
+    command: str | None = None
+    path: str | None = None
+    formats: tuple[str, ...] = ()  # other renderings offered as a download: format=csv|md
+    example: str = ""  # a body the explorer's error messages show (POST)
+
+    @property
+    def route(self) -> str:
+        return self.path or f"/api/{self.name}"
+
+    @property
+    def usage(self) -> str:
+        """``GET /api/analyze?model=&run=&...`` as the endpoint list shows it."""
+        names = [p.name for p in self.params if f"<{p.name}>" not in self.route]
+        if self.formats:
+            names.append("format")
+        if self.method == "GET" and names:
+            return f"GET {self.route}?" + "&".join(f"{n}=" for n in names)
+        return f"{'GET' if self.method == 'GET' else 'POST'} {self.route}"
+
+
+_MODEL = Param("model", "a zoo model's name (see models)")
+_RUN = Param("run", "a run's name: its trained checkpoint (see runs)")
+_INPUT = Param("input", "input size CxHxW, e.g. 3x224x224 (default: the network's own)")
+
+QUERIES: tuple[Query, ...] = (
+    Query("models", "GET", "the model zoo: name, family, paper, default and smallest input", ()),
+    Query("analyze", "GET", "the analyzer's report: every node's shape, parameters, MACs, FLOPs, memory, receptive "
+          "field and formulas", (_MODEL, _RUN, _INPUT, Param("batch", "batch size (default 1)"),
+                                 Param("optimizer", f"optimizer state in the memory estimate: {', '.join(OPTIMIZERS)}"),
+                                 Param("depth", "fold nodes into modules this many levels deep")),
+          command="cnnlab inspect --json", formats=("csv", "md")),
+    Query("compare", "GET", "several networks side by side: parameters, MACs, depth, receptive field, memory",
+          (Param("models", "names separated by commas"), Param("input", "one input CxHxW for all (default: each "
+                                                                           "network's own)"),
+           Param("batch", "batch size (default 1)")), command="cnnlab compare --json"),
+    Query("layer", "GET", "one layer of the calculator: output size, parameters, MACs and receptive field step, "
+          "every formula with its numbers", (Param("input", "input shape CxHxW"),
+                                             Param("layer", "one layer in the stack grammar, e.g. 'conv 96 k11 s4'")),
+          command="cnnlab calc conv|pool --json"),
+    Query("stack", "POST", "the layer calculator: a chain of layers, every output shape, parameter count, MACs "
+          "and receptive field with its formulas", (Param("input", "input shape CxHxW"),
+                                                    Param("layers", "layers in the stack grammar, a list")),
+          command="cnnlab calc stack --json", example='{"input": "3x32x32", "layers": ["conv 64 k3 p1"]}'),
+    Query("conv", "POST", "a convolution step by step: every kernel placement as an inner product",
+          (Param("input", "rows like '1,2;3,4'"), Param("kernel", "rows like '1,0;0,1'"), Param("stride", "1 or rows,cols"),
+           Param("padding", "0 or rows,cols"), Param("dilation", "1 or rows,cols"), Param("bias", "a number")),
+          command="cnnlab scratch explain --json", example='{"input": "1,2;3,4", "kernel": "1,0;0,1"}'),
+    Query("rf", "GET", "a layer's theoretical receptive field and its measured effective field",
+          (_MODEL, _RUN, _INPUT, Param("layer", "a convolution or pooling node (default: the deepest that fits)"),
+           Param("samples", f"random inputs averaged (1 to {LIMITS['erf_samples']}, default 8)"))),
+    Query("inside", "FORM", "top-k prediction, feature maps and Grad-CAM of one image (the file field image, "
+          "optional: a sample photo)", (_MODEL, _RUN, Param("top", f"classes shown (1 to {LIMITS['top_k']})"),
+                                        Param("layers", "feature-map layers separated by commas"))),
+    Query("runs", "GET", "the runs folder: one summary per run, newest first", (), command="cnnlab runs --json"),
+    Query("run", "GET", "one run: config, epoch metrics (read live while it trains) and result",
+          (Param("name", "the run's folder name"),), command="cnnlab runs NAME --json", path="/api/runs/<name>"),
+)
+
+
+class _Lru:
+    """A small thread-safe least-recently-used cache."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        return None
+
+    def put(self, key: Any, value: Any) -> Any:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return value
+
+
+def _int(value: Any, name: str, low: int, high: int, default: int | None = None) -> int:
+    if value is None or value == "":
+        if default is None:
+            raise CnnlabError(f"{name} is missing: give a whole number from {low} to {high:,}")
+        return default
+    if isinstance(value, bool):
+        raise CnnlabError(f"{name} must be a whole number from {low} to {high:,}, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise CnnlabError(f"{name} must be a whole number from {low} to {high:,}, got {value!r}") from None
+    if not low <= number <= high:
+        raise CnnlabError(f"{name} must be from {low} to {high:,}, got {number}")
+    return number
+
+
+def _pair(value: Any, name: str, low: int, high: int) -> tuple[int, int]:
+    """One number or two (rows, columns): 1, "1", [1, 2], (1, 2) or "1,2"."""
+    if isinstance(value, str) and "," in value:
+        value = [v for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise CnnlabError(f"{name} must be one whole number or two (rows, columns), got {value!r}")
+        return _int(value[0], name, low, high), _int(value[1], name, low, high)
+    number = _int(value, name, low, high)
+    return number, number
+
+
+def _shape(value: Any, what: str = "input") -> tuple[int, ...] | None:
+    """'3x64x64' or (3, 64, 64) -> (3, 64, 64); None when not given."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        return parse_shape(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise CnnlabError(f"{what} must be a shape like 3x224x224, got {value!r}")
+
+
+def _names(value: Any, what: str, example: str) -> list[str]:
+    """'a,b' or ['a', 'b'] -> ['a', 'b']; empty items dropped."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+        raise CnnlabError(f"{what} must be names separated by commas, e.g. {example}")
+    return [x.strip() for x in items if x.strip()]
+
+
+class Lab:
+    """The queries of :data:`QUERIES`, answered in one scope (``local`` or ``explorer``) over one runs folder."""
+
+    def __init__(self, runs_dir: str | Path = "runs", scope: str = "local") -> None:
+        if scope not in ("local", "explorer"):
+            raise ValueError(f"scope must be local or explorer, got {scope!r}")
+        self.scope = scope
+        self.runs_dir = Path(runs_dir).resolve()
+        self.lock = threading.RLock()  # model work: one request at a time inside torch
+        self._reports = _Lru(48)
+        self._models = _Lru(4)
+
+    @property
+    def bounded(self) -> bool:
+        return self.scope == "explorer"
+
+    # -- which network ----------------------------------------------------------------------------
+
+    def run_dir(self, name: str) -> Path:
+        """The run folder ``name``: a folder directly inside the runs folder (locally, also any folder path)."""
+        from cnnlab.runs import RUN_NAME
+
+        text = str(name)
+        if not self.bounded and ("/" in text or text in (".", "..")) and Path(text).is_dir():
+            return Path(text)
+        if not RUN_NAME.match(text):
+            raise CnnlabError(f"run {text!r} is not a run name: give the name of a folder inside the runs folder "
+                              "(letters, digits, '.', '_', '-'; no paths)")
+        path = (self.runs_dir / text).resolve()
+        if path.parent != self.runs_dir:
+            raise CnnlabError(f"run {text!r} points outside the runs folder {self.runs_dir}: only runs inside it "
+                              "can be opened")
+        if not path.is_dir():
+            raise CnnlabError(f"no run {text!r} in {self.runs_dir}: pick one from the runs list")
+        return path
+
+    def source(self, model: str | None = None, run: str | None = None, *, command: str = "this query",
+               accept: tuple[str, ...] | None = None, **options: Any) -> Source:
+        """The network ``model`` (a zoo name; locally any form) or ``run`` (a run's checkpoint) names.
+
+        ``options`` are :func:`cnnlab.sources.resolve`'s architecture options (``num_classes``,
+        ``in_channels``, ``weights``, ``options``). A run's source is kept while its checkpoint
+        file is unchanged, so a run that is still training shows its newest weights.
+        """
+        from cnnlab.runs import RunDir
+        from cnnlab.sources import KINDS, resolve
+
+        if model and run:
+            raise CnnlabError("give either model=NAME (a zoo model) or run=NAME (a run's checkpoint), not both")
+        if not model and not run:
+            raise CnnlabError("no model: give model=NAME (a zoo model, see /api/models) or run=NAME (a run's "
+                              "checkpoint, see /api/runs)" if self.bounded else
+                              "no model: give a zoo name, path/to/file.py:Name, a checkpoint or a run folder")
+        if run:
+            folder = RunDir(self.run_dir(run))
+            try:
+                path = folder.weights()
+            except CnnlabError:
+                raise CnnlabError(f"run {run!r} has no checkpoint yet (best.pt or last.pt): wait for its first "
+                                  "epoch") from None
+            key = ("source", str(path), path.stat().st_mtime_ns)
+            cached = self._models.get(key)
+            return cached if cached is not None else self._models.put(key, resolve(str(folder.path), ("run",)))
+        if self.bounded:
+            from cnnlab.models.registry import list_models, unknown_model
+
+            if model not in list_models():
+                raise unknown_model(str(model))
+            return resolve(str(model), ("zoo",))
+        return resolve(str(model), accept or KINDS, command=command, **options)
+
+    @staticmethod
+    def _identity(source: Source) -> tuple[Any, ...]:
+        """What makes two sources the same network for the caches."""
+        stamp = source.checkpoint.stat().st_mtime_ns if source.checkpoint is not None else None
+        return (source.kind, source.name, json.dumps(source.kwargs, sort_keys=True, default=str),
+                str(source.checkpoint), stamp, str(source.weights))
+
+    def _size(self, given: Any, source: Source, side: int) -> tuple[int, ...] | None:
+        """The input size asked for, else the source's own; bounded in the explorer."""
+        size = _shape(given) or source.default_input
+        if size is None or not self.bounded:
+            return size
+        if len(size) != 3:
+            raise CnnlabError(f"input must be CxHxW, e.g. 3x224x224, got {fmt_shape(size)}")
+        c, h, w = size
+        if c > LIMITS["analysis_channels"] or max(h, w) > side:
+            raise CnnlabError(
+                f"input {c}x{h}x{w} is too large for the explorer: at most {LIMITS['analysis_channels']} channels "
+                f"and {side} pixels a side (`cnnlab inspect` takes any size)")
+        return size
+
+    # -- architecture ------------------------------------------------------------------------------
+
+    def models(self) -> dict[str, Any]:
+        from cnnlab.models.registry import list_models, model_info
+
+        keep = ("name", "family", "paper", "default_input", "min_input", "description", "torchvision")
+        return {"models": [{k: v for k, v in model_info(n).to_dict().items() if k in keep} for n in list_models()]}
+
+    def _entry(self, source: Source, input: Any, batch: Any, optimizer: Any, measure: bool) -> dict[str, Any]:
+        """The cache entry of one analysis: the report, and its JSON once it has been encoded."""
+        from cnnlab.analysis import analyze
+
+        size = self._size(input, source, LIMITS["analysis_side"])
+        n = _int(batch, "batch", 1, 2**20, default=1)
+        opt = optimizer or "sgd"
+        if opt not in OPTIMIZERS:
+            raise CnnlabError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {opt!r}")
+        if measure and self.bounded:
+            raise CnnlabError("the explorer does not run training steps: use `cnnlab inspect --measure`")
+        key = (self._identity(source), size, n, opt)
+        cached = None if measure or source.kind == "code" else self._reports.get(key)
+        if cached is not None:
+            return cached
+        with self.lock:
+            report = analyze(source.name, size, batch=n, optimizer=opt, measure=measure, **source.kwargs)
+        report.model = source.label
+        entry = {"report": report, "json": None}
+        return entry if measure else self._reports.put(key, entry)
+
+    def report(self, model: str | None = None, run: str | None = None, input: Any = None, batch: Any = None,
+               optimizer: str | None = None, measure: bool = False, **options: Any) -> Report:
+        """The analyzer's :class:`~cnnlab.analysis.records.Report` (cached per network, size, batch and optimizer)."""
+        source = self.source(model, run, command="cnnlab inspect", **options)
+        return self._entry(source, input, batch, optimizer, measure)["report"]
+
+    def analyze(self, model: str | None = None, run: str | None = None, input: Any = None, batch: Any = None,
+                optimizer: str | None = None, depth: Any = None, measure: bool = False,
+                **options: Any) -> dict[str, Any]:
+        """Every node's shape, parameters, MACs, FLOPs, memory and receptive field, with formulas.
+
+        ``depth`` folds the nodes into their modules that many levels deep.
+        """
+        from cnnlab.analysis import fold
+
+        depth = None if depth in (None, "") else _int(depth, "depth", 1, 64)  # checked before the work
+        report = self.report(model, run, input, batch, optimizer, measure, **options)
+        doc = report.to_dict(explain=True)
+        if depth is not None:
+            doc["layers"] = [r.to_dict(True) for r in fold(report, depth)]
+        return doc
+
+    def analyze_table(self, form: str, depth: Any = None, **question: Any) -> tuple[str, Report]:
+        """The analysis as a ``csv`` or ``md`` (Markdown) table, and its report."""
+        from dataclasses import replace
+
+        from cnnlab.analysis import fold
+        from cnnlab.analysis.render import report_markdown
+
+        if form not in ("csv", "md"):
+            raise CnnlabError(f"format must be json, csv or md, got {form!r}")
+        report = self.report(**question)
+        layers = report.layers if depth in (None, "") else fold(report, _int(depth, "depth", 1, 64))
+        text = replace(report, layers=list(layers)).to_csv() if form == "csv" else report_markdown(report, layers)
+        return text, report
+
+    def encoded(self, query: str, **args: Any) -> bytes:
+        """A query's document as compact JSON; an unfolded analysis is encoded once per cached report."""
+        if query == "analyze" and args.get("depth") in (None, ""):
+            source = self.source(args.get("model"), args.get("run"))
+            entry = self._entry(source, args.get("input"), args.get("batch"), args.get("optimizer"), False)
+            if entry["json"] is None:
+                entry["json"] = json.dumps(entry["report"].to_dict(explain=True), separators=(",", ":")).encode()
+            return entry["json"]
+        return json.dumps(getattr(self, query)(**args), separators=(",", ":")).encode()
+
+    def compare(self, models: Any = None, input: Any = None, batch: Any = None) -> dict[str, Any]:
+        """Several networks side by side, each at ``input`` (default: its own input)."""
+        from cnnlab.analysis.render import compare_document
+
+        names = _names(models or [], "models", "resnet18,vgg11")
+        if not names:
+            raise CnnlabError("models is missing: give zoo model names separated by commas, e.g. resnet18,vgg11")
+        if self.bounded and len(names) > LIMITS["compare_models"]:
+            raise CnnlabError(f"{len(names)} models is too many to compare at once: at most {LIMITS['compare_models']}")
+        sources = [self.source(n, command="cnnlab compare") for n in dict.fromkeys(names)]
+        size = _shape(input)
+        n = _int(batch, "batch", 1, 2**20, default=1)
+        reports = [self._entry(s, size, n, None, False)["report"] for s in sources]
+        return compare_document(reports, size, n)
+
+    # -- layer calculator -----------------------------------------------------------------------------
+
+    def layer(self, input: Any = None, layer: Any = None) -> dict[str, Any]:
+        """One layer written in the stack grammar, with the counting conventions."""
+        from cnnlab.shapes import parse_layer
+
+        shape = self._calc_input(input)
+        if not isinstance(layer, str) or not layer.strip():
+            raise CnnlabError("layer is missing: give one layer in the stack grammar, e.g. 'conv 96 k11 s4'")
+        return layer_document(parse_layer(layer, shape))
+
+    def stack(self, input: Any = None, layers: Any = None) -> dict[str, Any]:
+        """:func:`cnnlab.shapes.stack`: a chain of layers in the calculator's grammar, every formula explained."""
+        from cnnlab.shapes import stack
+
+        layers = layers if layers is not None else []
+        if isinstance(layers, str):
+            layers = layers.splitlines()
+        if not isinstance(layers, (list, tuple)) or not all(isinstance(x, str) for x in layers):
+            raise CnnlabError('layers must be a list of strings like "conv 64 k3 p1" (or one per line)')
+        layers = [x.strip() for x in layers if x.strip() and not x.strip().startswith("#")]
+        if not layers:
+            raise CnnlabError('layers is empty: write one layer per line, e.g. "conv 64 k3 p1"')
+        if self.bounded and (len(layers) > LIMITS["stack_layers"] or any(len(x) > 200 for x in layers)):
+            raise CnnlabError(f"at most {LIMITS['stack_layers']} layers of up to 200 characters each")
+        return stack(self._calc_input(input), layers).to_dict()
+
+    def _calc_input(self, given: Any) -> tuple[int, ...]:
+        shape = _shape(given)
+        if shape is None:
+            raise CnnlabError("input is missing: give the input shape as CxHxW, e.g. 3x32x32")
+        if self.bounded and (len(shape) > 4 or max(shape) > LIMITS["stack_side"]):
+            raise CnnlabError(f"input {fmt_shape(shape)} is out of range: CxL, CxHxW or CxDxHxW with sizes up to "
+                              f"{LIMITS['stack_side']:,}")
+        return shape
+
+    # -- convolution stepper ----------------------------------------------------------------------------
+
+    def conv(self, input: Any = None, kernel: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+             bias: Any = 0) -> dict[str, Any]:
+        """Every placement of a small kernel over a small input, as inner products."""
+        from cnnlab.scratch.explain import explain_convolution
+
+        for name, grid in (("input", input), ("kernel", kernel)):
+            if grid is not None and not isinstance(grid, (str, list)):
+                raise CnnlabError(f"{name} must be rows like '1,2,3;4,5,6' or a list of lists of numbers")
+        if isinstance(bias, bool) or not isinstance(bias, (int, float, str)):
+            raise CnnlabError(f"bias must be a number, got {bias!r}")
+        if isinstance(bias, float) and bias.is_integer():
+            bias = int(bias)
+        return explain_convolution(
+            input, kernel,
+            stride=_pair(stride, "stride", 1, 32),
+            padding=_pair(padding, "padding", 0, 16),
+            dilation=_pair(dilation, "dilation", 1, 16),
+            bias=bias if bias != "" else 0,
+        ).to_dict()
+
+    # -- networks with weights: receptive field, inside a trained network ---------------------------------
+
+    def _module(self, source: Source) -> tuple[Any, dict[str, Any]]:
+        """A real model in eval mode and its input metadata (zoo models: seeded random weights)."""
+        from cnnlab.viz.common import model_or_checkpoint
+
+        key = ("module", self._identity(source))
+        cached = self._models.get(key)
+        if cached is not None:
+            return cached
+        spec = str(source.checkpoint) if source.checkpoint is not None else source.spec
+        model_obj, meta = model_or_checkpoint(spec)
+        meta["label"] = source.label
+        return self._models.put(key, (model_obj, meta))
+
+    def rf(self, model: str | None = None, run: str | None = None, input: Any = None, layer: str | None = None,
+           samples: Any = None) -> dict[str, Any]:
+        """A layer's theoretical field on the sample photo, next to its measured effective field."""
+        import torch.nn.functional as F
+
+        from cnnlab.models.registry import model_info
+        from cnnlab.viz.common import as_image, display_image
+        from cnnlab.viz.dataurl import colorize, png_data_url
+        from cnnlab.viz.rf import erf_details, field_box, is_conv_or_pool
+
+        n = _int(samples, "samples", 1, LIMITS["erf_samples"], default=8)
+        source = self.source(model, run, command="the receptive field", accept=("zoo", "checkpoint", "run"))
+        default = source.default_input
+        if _shape(input) is None and default is not None and max(default[1:]) > 128:
+            # a real forward and backward pass per sample: keep the default small
+            side = max(128, model_info(source.name).min_input) if source.kind == "zoo" else 128
+            default = (default[0], side, side)
+        size = self._size(input or default, source, LIMITS["model_side"])
+        if size is None or len(size) != 3:
+            raise CnnlabError(f"input must be CxHxW, e.g. 3x224x224, got {fmt_shape(size or ())}")
+        report = self._entry(source, size, 1, None, False)["report"]
+        choices = [r for r in report.layers  # modules, so that the effective field can hook their output
+                   if r.kind == "module" and r.rf_size and len(r.rf_size) == 2 and r.output_shape
+                   and len(r.output_shape) == 4 and is_conv_or_pool(r.op)]
+        if not choices:
+            raise CnnlabError(f"{source.label} has no convolution or pooling layer with a spatial output at this input")
+        if layer:
+            chosen = next((r for r in choices if r.name == layer), None)
+            if chosen is None:
+                names = ", ".join(r.name for r in choices[:12])
+                raise CnnlabError(f"{source.label} has no convolution or pooling layer {layer!r}: choose one of "
+                                  f"{names}" + (f", ... ({len(choices)} in all)" if len(choices) > 12 else ""))
+        else:  # the deepest layer whose field still fits in the input
+            fitting = [r for r in choices if r.rf_size[0] <= size[1] and r.rf_size[1] <= size[2]]
+            chosen = fitting[-1] if fitting else choices[0]
+        with self.lock:
+            module, _meta = self._module(source)
+            erf, _name, spatial, centre = erf_details(module, size, n, 0, chosen.scope)
+        photo = as_image(None).float().unsqueeze(0) / 255  # the backdrop: the sample photo at the input size
+        if size[0] != 3:
+            photo = photo.mean(1, keepdim=True)
+        photo = F.interpolate(photo, size=size[1:], mode="bilinear", antialias=True, align_corners=False)
+        top, left, r_h, r_w = field_box(chosen, centre)
+        inside = erf[max(top, 0): max(top + r_h, 0), max(left, 0): max(left + r_w, 0)].sum()
+        total = float(erf.sum())
+        return {
+            "model": source.label,
+            "input_size": list(size),
+            "layers": [{"name": r.name, "op": r.op, "rf_size": r.rf_size, "rf_stride": r.rf_stride,
+                        "output_shape": r.output_shape} for r in choices],
+            "layer": {"name": chosen.name, "op": chosen.op, "scope": chosen.scope, "output_shape": chosen.output_shape,
+                      "rf_size": chosen.rf_size, "rf_stride": chosen.rf_stride, "rf_padding": chosen.rf_padding,
+                      "explain": chosen.explain},
+            "unit": list(centre),
+            "output_spatial": list(spatial),
+            "box": {"top": top, "left": left, "height": r_h, "width": r_w},
+            "erf_mass_inside_box": float(inside) / total if total > 0 else 0.0,
+            "samples": n,
+            "weights": "random (seed 0)" if source.checkpoint is None else "trained (checkpoint)",
+            "image": png_data_url(display_image(photo[0])),
+            "erf": png_data_url(colorize(erf, "magma", normalize=False)),
+        }
+
+    def inside(self, model: str | None = None, run: str | None = None, top: Any = None, layers: Any = None,
+               image: bytes | None = None) -> dict[str, Any]:
+        """Top-k prediction, feature maps at shallow, middle and deep layers, and Grad-CAM of one image."""
+        import torch
+
+        from cnnlab.viz.common import conv_layers, prepare_input
+        from cnnlab.viz.dataurl import blend, colorize, png_data_url
+        from cnnlab.viz.features import default_layers, feature_maps, parse_layers
+        from cnnlab.viz.gradcam import grad_cam
+
+        k = _int(top, "top", 1, LIMITS["top_k"], default=5)
+        source = self.source(model, run, command="inside a network", accept=("zoo", "checkpoint", "run"))
+        picture_in = None if image is None else decode_image(image)
+        with self.lock:
+            module, meta = self._module(source)
+            c, h, w = (int(v) for v in meta["input_size"])
+            if self.bounded and max(h, w) > LIMITS["model_side"]:
+                meta = {**meta, "input_size": [c, min(h, LIMITS["model_side"]), min(w, LIMITS["model_side"])]}
+            x, picture = prepare_input(picture_in, module, meta)
+            maps = feature_maps(module, x, parse_layers(layers) or default_layers(module))
+            with torch.no_grad():
+                output = module(x)
+            logits = output if isinstance(output, torch.Tensor) else output[0]
+            probs = logits.softmax(1)[0]
+            cam = grad_cam(module, x)
+        classes = meta.get("classes")
+        values, indices = probs.topk(min(k, probs.numel()))
+
+        def class_name(i: int) -> str:
+            return str(classes[i]) if classes and i < len(classes) else f"class {i}"
+
+        features = []
+        for name, tensor in maps.items():
+            if tensor.dim() != 4:
+                continue
+            shown = tensor[0][: LIMITS["feature_maps"]].float().numpy()
+            features.append({"layer": name, "shape": list(tensor[0].shape),
+                             "images": [png_data_url(colorize(m, "viridis")) for m in shown]})
+        return {
+            "model": meta["label"],
+            "weights": "trained (checkpoint)" if source.checkpoint is not None
+            else "random (seed 0): pick a run for a trained network",
+            "input_size": [int(v) for v in meta["input_size"]],
+            "image": png_data_url(picture),
+            "predictions": [{"class": class_name(int(i)), "index": int(i), "probability": float(v)}
+                            for v, i in zip(values, indices, strict=True)],
+            "features": features,
+            "conv_layers": [name for name, _ in conv_layers(module)],
+            "gradcam": {"class": class_name(cam.class_index), "index": cam.class_index, "score": cam.score,
+                        "image": png_data_url(blend(picture, cam.heatmap))},
+        }
+
+    # -- runs ----------------------------------------------------------------------------------------------
+
+    def runs(self) -> dict[str, Any]:
+        """One summary per run folder in the runs folder, the most recently updated first."""
+        from cnnlab.runs import RunDir
+
+        out = []
+        if self.runs_dir.is_dir():
+            for folder in self.runs_dir.iterdir():
+                try:
+                    run = RunDir(self.run_dir(folder.name))  # listed only if it can be opened: a link out is not
+                except CnnlabError:
+                    continue
+                config = run.read_config()
+                if config is not None:
+                    out.append(_run_summary(run, config))
+        return {"runs_dir": str(self.runs_dir), "runs": sorted(out, key=lambda r: r["updated"], reverse=True)}
+
+    def run(self, name: str | None = None) -> dict[str, Any]:
+        """One run: its summary, config, epoch metrics (read live while it trains) and result."""
+        from cnnlab.runs import RunDir
+
+        if not name:
+            raise CnnlabError("name is missing: give a run's folder name (see the runs list)")
+        run = RunDir(self.run_dir(name))
+        config = run.read_config()
+        if config is None:
+            raise CnnlabError(f"run {name!r} has no readable config.json: is it a cnnlab run folder?")
+        result = run.read_result()
+        return {**_run_summary(run, config), "config": config, "metrics": run.read_metrics(strict=False),
+                "result": {k: v for k, v in (result or {}).items() if k not in ("history", "config")} or None}
+
+
+def layer_document(result: LayerResult) -> dict[str, Any]:
+    """One layer of the calculator as a document: its numbers and formulas, and the counting conventions."""
+    from cnnlab.shapes import CONVENTIONS
+
+    return {**result.to_dict(), "conventions": CONVENTIONS}
+
+
+def _run_summary(run: Any, config: dict[str, Any]) -> dict[str, Any]:
+    metrics = run.read_metrics(strict=False)
+    result = run.read_result()
+    best = max((m["val_top1"] for m in metrics if isinstance(m.get("val_top1"), (int, float))), default=None)
+    test = (result or {}).get("test")
+    return {
+        "name": run.path.name,
+        "model": config.get("model"),
+        "dataset": config.get("dataset"),
+        "epochs": config.get("epochs"),
+        "epochs_done": len(metrics),
+        "status": run.status(),
+        "best_val_top1": best,
+        "test_top1": test.get("top1") if isinstance(test, dict) else None,
+        "has_checkpoint": any(p.is_file() for p in (run.best, run.last, run.previous)),
+        "updated": run.updated(),
+    }
+
+
+def decode_image(data: bytes) -> Any:
+    """Upload bytes as a uint8 C x H x W tensor; only real images of the listed formats, bounded in pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    from cnnlab.train.inference import image_tensor
+
+    if not data:
+        raise CnnlabError("the upload is empty: choose an image file (PNG, JPEG, GIF, BMP or WebP)")
+    if len(data) > LIMITS["upload_bytes"]:
+        raise CnnlabError(f"the upload is {len(data) / 2**20:.1f} MB: the limit is "
+                          f"{LIMITS['upload_bytes'] // 2**20} MB, send a smaller image")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in IMAGE_FORMATS:
+                raise CnnlabError(f"the upload is a {img.format} file: send PNG, JPEG, GIF, BMP or WebP")
+            if img.width * img.height > LIMITS["upload_pixels"]:
+                raise CnnlabError(f"the image is {img.width}x{img.height} pixels: at most "
+                                  f"{LIMITS['upload_pixels'] // 1_000_000} million pixels")
+            return image_tensor(img)
+    except CnnlabError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise CnnlabError("the upload is not an image: send PNG, JPEG, GIF, BMP or WebP") from None
