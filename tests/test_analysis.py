@@ -4,6 +4,7 @@ and receptive fields derived by hand."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -234,19 +235,78 @@ def test_layers_whose_field_covers_the_input_are_flagged() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_an_operation_without_a_rule_makes_totals_incomplete() -> None:
+def test_an_operation_without_a_rule_is_counted_by_its_operators_and_what_stays_unknown_is_named() -> None:
     report = analyze(Unsupported(), (1, 8, 8))
-    assert not report.complete
-    assert any("cumsum" in u for u in report.unsupported)
-    doc = report.to_dict()
-    assert doc["complete"] is False and doc["unsupported"]
-
-
-def test_untraceable_model_falls_back_to_hooks_and_says_so() -> None:
-    report = analyze(DataDependent(), (1, 8, 8))
-    assert report.method == "hooks"
-    assert "torch.fx could not trace" in report.limitation
+    # cumsum has no rule of its own: the operator counter sees it run, no matrix product in it,
+    # so the MACs are exactly the convolution's; cumsum has no FLOP rate, so the FLOPs are unknown.
     assert report.macs == 4 * 6 * 6 * 9
+    assert report.flops is None
+    assert report.unknown["flops"] == "no FLOP rate for cumsum (cumsum)"
+    assert report.unknown["receptive_field"] == "no receptive-field rule for cumsum (cumsum)"
+    assert report.receptive_field is None
+    assert not report.complete
+    doc = report.to_dict()
+    assert doc["complete"] is False
+    assert doc["totals"]["flops"] is None and doc["totals"]["receptive_field"] is None
+    assert doc["totals"]["macs"] == 4 * 6 * 6 * 9
+    assert set(doc["unknown"]) == {"flops", "receptive_field"}
+
+
+def test_untraceable_model_falls_back_to_counting_operators_and_says_so() -> None:
+    report = analyze(DataDependent(), (1, 8, 8))
+    assert report.method == "operators"
+    assert "torch.fx could not trace" in report.limitation
+    assert "seed 0" in report.limitation and "another input may take another branch" in report.limitation
+    assert report.macs == 4 * 6 * 6 * 9
+    assert report.unknown == {"receptive_field": "the graph was not traced: the forward pass was counted operator "
+                                                 "by operator, which does not show the branches a field follows"}
+
+
+class BranchyFunctional(nn.Module):
+    """A data-dependent branch, a module convolution and a functional one (the old fallback saw only modules)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.weight = nn.Parameter(torch.randn(32, 16, 5, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.mean() > 0:
+            return F.conv2d(y, self.weight, padding=2)
+        return F.conv2d(y[:, :, ::2, ::2], self.weight, padding=2)
+
+
+def test_the_fallback_counts_functional_operations_as_torch_does_and_the_same_every_time() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = BranchyFunctional()
+    first = analyze(model, (3, 32, 32))
+    assert first.method == "operators"
+    # torch's own counter, on the same deterministic sample the report names (seed 0)
+    sample = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(sample)
+    assert first.macs == counter.get_total_flops() // 2
+    assert first.macs in (16 * 32 * 32 * 27 + 32 * 32 * 32 * 400, 16 * 32 * 32 * 27 + 32 * 16 * 16 * 400)
+    assert [analyze(model, (3, 32, 32)).macs for _ in range(3)] == [first.macs] * 3
+    by_name = {r.name: r for r in first.layers}
+    assert by_name["conv"].macs == 16 * 32 * 32 * 27
+    assert by_name["(between modules)"].macs == first.macs - 16 * 32 * 32 * 27
+    batched = analyze(model, (3, 32, 32), batch=4)
+    assert batched.macs == 4 * first.macs
+
+
+def test_a_torchscript_module_is_counted_by_its_operators() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script's deprecation notice
+        scripted = torch.jit.script(net)
+    report = analyze(scripted, (3, 32, 32))
+    assert report.method == "operators"
+    assert report.macs == 8 * 30 * 30 * 27 + 8 * 30 * 30 * 10
+    assert report.params == sum(p.numel() for p in net.parameters())
+    assert "TorchScript" in report.limitation
 
 
 def test_folding_keeps_the_totals() -> None:

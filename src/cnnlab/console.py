@@ -34,8 +34,10 @@ def fmt_int(n: int | float | None) -> str:
     return f"{int(n):,}"
 
 
-def fmt_macs(n: int) -> str:
-    """Multiply-accumulates in G (billions) or, below 0.1 G, in M (millions)."""
+def fmt_macs(n: int | None) -> str:
+    """Multiply-accumulates in G (billions) or, below 0.1 G, in M (millions); None (not known) as unknown."""
+    if n is None:
+        return "unknown"
     return f"{n / 1e9:.3f} G" if n >= 1e8 else f"{n / 1e6:.3f} M"
 
 

@@ -93,7 +93,7 @@ def analyze(
     model, label = _resolve(model_or_name, model_kwargs)
     try:
         trace = trace_model(model, size, batch)
-    except (RuntimeError, ValueError, IndexError) as exc:
+    except (RuntimeError, ValueError, IndexError, AssertionError) as exc:  # the model's own checks assert too
         from cnnlab.models.inputs import check_input
 
         if len(size) == 3:
@@ -146,7 +146,7 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
                 shared = True
             seen_modules.add(id(node.target))
             params, trainable = _module_params(node.target)
-        weighted = info.macs > 0
+        weighted = (info.macs or 0) > 0
         depth[node.name] = max((depth.get(i, 0) for i in node.inputs), default=0) + (1 if weighted else 0)
         if not info.supported:
             unsupported.append(f"{node.name} ({info.op})")
@@ -188,24 +188,49 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
                      "drop --measure (the estimate needs no memory), or use a smaller --input or --batch")
         memory.measured_peak, memory.measured_on = measure_training_peak(model, size, batch, optimizer)
     out = records[-1] if records else None
-    # The network's receptive field is that of its last feature map (the units the classifier
-    # pools or flattens); after global pooling every unit trivially sees the whole input.
+    unknown = _unknown_totals(records, trace, fields)
     rf = None
-    final = None
-    for r in reversed(records):
-        state = fields.get(r.name)
-        if r.rf_size is not None and state is not None and state.spatial:
-            final = r
-            break
-    if final is not None:
-        rf = {"size": final.rf_size, "stride": final.rf_stride, "padding": final.rf_padding}
+    if "receptive_field" not in unknown:
+        # The network's receptive field is that of its last feature map (the units the classifier
+        # pools or flattens); after global pooling every unit trivially sees the whole input.
+        final = next((r for r in reversed(records) if r.rf_size is not None and fields[r.name].spatial), None)
+        if final is not None:
+            rf = {"size": final.rf_size, "stride": final.rf_stride, "padding": final.rf_padding}
     return Report(
         model=label, input_size=list(size), batch=batch, method=trace.method, limitation=trace.limitation,
         layers=records, params=total_params, trainable_params=trainable_params,
-        macs=sum(r.macs for r in records), flops=sum(r.flops for r in records), activation_bytes=activation_bytes,
+        macs=None if "macs" in unknown else sum(r.macs or 0 for r in records),
+        flops=None if "flops" in unknown else sum(r.flops or 0 for r in records), activation_bytes=activation_bytes,
         weighted_depth=depth.get(out.name, 0) if out else 0, memory=memory, unsupported=unsupported,
-        misaligned=misaligned, receptive_field=rf,
+        misaligned=misaligned, receptive_field=rf, unknown=unknown,
     )
+
+
+def _names(records: Sequence[LayerRecord], limit: int = 6) -> str:
+    shown = ", ".join(f"{r.name} ({r.op})" for r in records[:limit])
+    return shown + (f" and {len(records) - limit} more" if len(records) > limit else "")
+
+
+def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, FieldState]) -> dict[str, str]:
+    """Which totals cannot be given, and why: the honesty rule, in one place."""
+    unknown = {}
+    no_macs = [r for r in records if r.macs is None]
+    if no_macs:
+        unknown["macs"] = f"no counting rule for {_names(no_macs)}"
+    no_flops = [r for r in records if r.flops is None]
+    if no_flops:
+        unknown["flops"] = f"no FLOP rate for {_names(no_flops)}"
+    output = records[-1] if records else None
+    if trace.method != "fx":
+        unknown["receptive_field"] = ("the graph was not traced: the forward pass was counted operator by "
+                                      "operator, which does not show the branches a field follows")
+    elif output is not None and fields[output.name].field is None:
+        # the first nodes where the field was lost (their inputs' fields were known)
+        lost = [r for r in records if r.kind not in ("input", "output") and r.rf_size is None
+                and all(fields[i].field is not None for i in r.inputs if i in fields) and r.inputs]
+        unknown["receptive_field"] = (f"no receptive-field rule for {_names(lost)}" if lost else
+                                      "the output's receptive field could not be followed through the graph")
+    return unknown
 
 
 def fold(report: Report, depth: int) -> list[LayerRecord]:
@@ -245,13 +270,23 @@ def fold(report: Report, depth: int) -> list[LayerRecord]:
         folded.append(LayerRecord(
             name=key, op=f"{len(members)} ops", kind="group", scope=key, inputs=members[0].inputs,
             input_shapes=members[0].input_shapes, output_shape=last.output_shape, params=params,
-            trainable_params=trainable, macs=sum(m.macs for m in members), flops=sum(m.flops for m in members),
+            trainable_params=trainable, macs=_sum(m.macs for m in members), flops=_sum(m.flops for m in members),
             activation_bytes=sum(m.activation_bytes for m in members), rf_size=last.rf_size,
             rf_stride=last.rf_stride, rf_padding=last.rf_padding, rf_covers_input=last.rf_covers_input,
             misaligned="; ".join(m.misaligned for m in members if m.misaligned) or None,
             supported=all(m.supported for m in members), weighted=any(m.weighted for m in members),
         ))
     return folded
+
+
+def _sum(values: Any) -> int | None:
+    """A sum that is unknown when one of its terms is."""
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
 
 
 def require_memory(model: nn.Module | str, size: Sequence[int], what: str, fix: str, batch: int = 1,

@@ -5,7 +5,9 @@ tensor on it (Araujo, Norris & Sim, Distill 2019). A convolution or pooling node
 a pointwise node passes it on; an add or a channel concatenation takes the largest field of
 its inputs and reports the branches as misaligned when their jumps or the centres of their
 first units disagree; flatten and global pooling collapse the map, after which every unit
-sees the whole input. A node without a receptive-field rule makes the field unknown from
+sees the whole input. A gate computed from a collapsed map (squeeze-and-excitation: global
+pooling, 1x1 convolutions, a sigmoid, then a product with the map) makes every unit after it
+see the whole input too. A node without a receptive-field rule makes the field unknown from
 there on, and the report says where.
 """
 
@@ -52,9 +54,13 @@ def propagate(step: RFStep, inputs: list[FieldState], spatial_in: tuple[int, ...
               out_is_spatial: bool) -> FieldState:
     """The field after one node, from the fields of its inputs."""
     known = [s for s in inputs if s.field is not None]
-    if not inputs:
+    if not inputs or len(known) < len(inputs):
         return FieldState(None, out_is_spatial)
-    if len(known) < len(inputs) or step.kind == "unknown":
+    if len(known) == len(inputs) and not any(s.spatial for s in known):
+        # Every input has collapsed (flatten, global pooling): each of its units already sees the
+        # whole input, and no operation after that can widen the field.
+        return FieldState(max((s.field for s in known), key=lambda f: f.size), False)
+    if step.kind == "unknown":
         return FieldState(None, out_is_spatial)
     first = known[0]
     if step.kind == "same":
@@ -70,6 +76,17 @@ def propagate(step: RFStep, inputs: list[FieldState], spatial_in: tuple[int, ...
         return FieldState(first.field.step(spatial_in, (1,) * nd, (0,) * nd), False)
     if step.kind == "merge":
         spatial = [s for s in known if s.spatial]
+        collapsed = [s for s in known if not s.spatial]
+        if spatial and collapsed and out_is_spatial:
+            # a gate from a globally pooled tensor scales the map: each unit now depends on every
+            # input pixel, so the field is the gate's (the whole input) where it is the larger
+            merged, problem = merge_fields([s.field for s in spatial])
+            whole = max((s.field for s in collapsed), key=lambda f: f.size)
+            if all(w >= m for w, m in zip(whole.size, merged.size, strict=True)):
+                c = merged.center(0)
+                pad = tuple(int((r - 1) / 2 - x) for r, x in zip(whole.size, c, strict=True))
+                merged = ReceptiveField(whole.size, merged.stride, pad)
+            return FieldState(merged, True, problem)
         if len(spatial) <= 1:
             return FieldState((spatial or known)[0].field, bool(spatial) and out_is_spatial)
         merged, problem = merge_fields([s.field for s in spatial])

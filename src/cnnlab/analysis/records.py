@@ -24,6 +24,13 @@ CONVENTIONS = {
                        "at adds and concatenations the largest field, branches whose jump or centre differ "
                        "are reported as misaligned",
     "inference_graph": "traced in eval mode: training-only branches (auxiliary classifiers) are not included",
+    "operator_level": "an operation without a rule of its own (attention, einsum, matmul, recurrent layers, "
+                      "library functions) is counted from the ATen operators it runs: MACs of matrix products "
+                      "and convolutions by torch.utils.flop_counter's formulas / 2 (attention: the input and "
+                      "output projections and both matrix products; LSTM/GRU/RNN: every gate of every step), "
+                      "FLOPs at the rates above",
+    "unknown": "a total is given only when every node that feeds it has a rule; otherwise it is null and "
+               "'unknown' names the nodes that stop it",
 }
 
 
@@ -38,8 +45,8 @@ class LayerRecord:
     output_shape: list[int] | None
     params: int = 0
     trainable_params: int = 0
-    macs: int = 0
-    flops: int = 0
+    macs: int | None = 0  # None: unknown (see Report.unknown)
+    flops: int | None = 0
     activation_bytes: int = 0
     rf_size: list[int] | None = None
     rf_stride: list[int] | None = None
@@ -88,18 +95,20 @@ class Report:
     layers: list[LayerRecord]
     params: int
     trainable_params: int
-    macs: int
-    flops: int
+    macs: int | None  # None: unknown, and unknown["macs"] says why
+    flops: int | None
     activation_bytes: int
     weighted_depth: int
     memory: MemoryEstimate
     unsupported: list[str]
     misaligned: list[str]
     receptive_field: dict[str, list[int]] | None
+    unknown: dict[str, str] = field(default_factory=dict)  # total -> why it is unknown, naming the nodes
 
     @property
     def complete(self) -> bool:
-        return not self.unsupported
+        """Every total is known."""
+        return not self.unknown
 
     @property
     def non_trainable_params(self) -> int:
@@ -113,6 +122,7 @@ class Report:
             "method": self.method,
             "limitation": self.limitation,
             "complete": self.complete,
+            "unknown": self.unknown,
             "unsupported": self.unsupported,
             "totals": {
                 "params": self.params,

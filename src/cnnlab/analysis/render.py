@@ -31,26 +31,34 @@ def report_rows(layers: Sequence[LayerRecord]) -> list[list[str]]:
             continue
         flags = []
         if not r.supported:
-            flags.append("unsupported")
+            flags.append("no rule")
         if r.misaligned:
             flags.append("misaligned")
         if r.shared:
             flags.append("shared")
         rows.append([
             r.name, r.op, fmt_shape(r.output_shape) if r.output_shape else "-",
-            f"{r.params:,}" if r.params else "", f"{r.macs:,}" if r.macs else "", f"{r.flops:,}" if r.flops else "",
+            f"{r.params:,}" if r.params else "", _count(r.macs), _count(r.flops),
             human_bytes(r.activation_bytes) if r.activation_bytes else "", _rf(r),
             fmt_shape(r.rf_stride) if r.rf_stride else "", ", ".join(flags),
         ])
     return rows
 
 
+def _count(n: int | None) -> str:
+    """A node's MACs or FLOPs: blank for none, '?' where unknown."""
+    return "?" if n is None else (f"{n:,}" if n else "")
+
+
+def _total(n: int | None) -> str:
+    return "unknown" if n is None else f"{n:,} ({fmt_macs(n)})"
+
+
 def _summary_lines(report: Report) -> list[str]:
     m = report.memory
     lines = [
         f"params: {report.params:,} ({report.trainable_params:,} trainable, {report.non_trainable_params:,} not)",
-        f"MACs: {report.macs:,} ({fmt_macs(report.macs)})   FLOPs: {report.flops:,} ({fmt_macs(report.flops)})"
-        + ("" if report.complete else "   INCOMPLETE: some operations have no rule"),
+        f"MACs: {_total(report.macs)}   FLOPs: {_total(report.flops)}",
         f"activations: {human_bytes(report.activation_bytes)}   weighted depth: {report.weighted_depth}",
     ]
     if report.receptive_field:
@@ -64,8 +72,8 @@ def _summary_lines(report: Report) -> list[str]:
         f"gradients {human_bytes(m.gradients)} + optimizer {human_bytes(m.optimizer_state)} + activations "
         f"{human_bytes(m.activations)}; measured: {measured}"
     )
-    for u in report.unsupported:
-        lines.append(f"unsupported: {u} (not counted; totals are incomplete)")
+    for total, why in report.unknown.items():
+        lines.append(f"{total.replace('_', ' ')} unknown: {why}")
     for mis in report.misaligned:
         lines.append(f"misaligned branches at {mis}")
     if report.limitation:

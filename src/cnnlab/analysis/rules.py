@@ -8,8 +8,11 @@ Conventions (stated again in every report):
   pooling one per window element per output, adaptive and global pooling and ``mean`` one per
   input element, local response norm ``size + 3`` per element, dropout/identity/shape
   operations 0.
-- An operation without a rule is reported as unsupported and makes the totals incomplete;
-  it is never counted as a silent zero.
+- An operation without a rule of its own is counted at the operator level
+  (:mod:`cnnlab.analysis.aten`): its MACs exactly, its FLOPs where every operator it ran has a
+  rate. What stays unknown (a node that ran no operator the counter saw, an operator without a
+  rate, a receptive field without a rule) makes the total it feeds unknown; it is never counted
+  as a silent zero.
 
 Convolutions and pooling reuse :mod:`cnnlab.shapes`, so their explanations are the same
 formula lines the calculator prints.
@@ -56,10 +59,10 @@ UNKNOWN = RFStep("unknown")
 @dataclass(frozen=True)
 class OpInfo:
     op: str
-    macs: int = 0
-    flops: int = 0
+    macs: int | None = 0  # None: unknown
+    flops: int | None = 0
     rf: RFStep = SAME
-    supported: bool = True
+    supported: bool = True  # has a rule (its own, or the operator-level count)
     lines: tuple[str, ...] = ()
 
 
@@ -153,12 +156,27 @@ def _module_rule(m: nn.Module, node: Node) -> OpInfo:
             "divide); channel-wise, so the spatial receptive field is unchanged",))
     if isinstance(m, (nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)):
         return OpInfo(name, 0, 0, SAME, True, (f"{name}: identity at inference, 0 FLOPs",))
+    if isinstance(m, _PAD_MODULES):
+        return _pad_module(m, node)
     if isinstance(m, nn.Flatten):
         return OpInfo(name, 0, 0, _flatten_step(in_shape, m.start_dim), True, ("Flatten: a view, 0 FLOPs",))
     if isinstance(m, (nn.Upsample,)):
         return OpInfo(name, 0, out_numel, UNKNOWN, True, (f"{name}: 1 FLOP per output element; receptive "
                                                          "field not propagated through upsampling",))
     return OpInfo(name, supported=False, rf=UNKNOWN)
+
+
+_PAD_MODULES = (nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
+                nn.modules.padding._ReplicationPadNd, nn.ZeroPad2d, nn.CircularPad1d, nn.CircularPad2d,
+                nn.CircularPad3d)
+
+
+def _pad_module(m: nn.Module, node: Node) -> OpInfo:
+    """Padding modules: no arithmetic; padding the spatial axes shifts the field (whatever the fill)."""
+    nd = len(node.input_shapes[0]) - 2
+    pads = tuple(m.padding) if isinstance(m.padding, (tuple, list)) else (m.padding,) * (2 * nd)
+    return OpInfo(type(m).__name__, 0, 0, _pad_step(pads, nd), True,
+                  (f"{type(m).__name__}{pads}: copies memory, 0 FLOPs",))
 
 
 def _flatten_step(in_shape: tuple[int, ...] | None, start_dim: int) -> RFStep:
@@ -196,8 +214,15 @@ _ACTIVATION_FUNCS = {F.relu, torch.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, 
                      F.sigmoid, torch.tanh, F.tanh, F.hardswish, F.softmax, torch.softmax, F.log_softmax}
 _CAT_FUNCS = {torch.cat, torch.concat, torch.stack}
 _FLATTEN_FUNCS = {torch.flatten}
-_ZERO_FUNCS = {F.dropout, F.dropout2d, torch.dropout, getattr, torch.reshape,
-               torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute}
+_ZERO_FUNCS = {F.dropout, F.dropout2d, torch.dropout, getattr, torch.reshape, torch.squeeze, torch.unsqueeze,
+               torch.transpose, torch.permute, torch.split, torch.chunk, torch.narrow, torch.unbind,
+               torch.clone}
+try:  # torchvision's residual-branch dropout (identity at inference), a leaf function of its traces
+    from torchvision.ops import stochastic_depth as _stochastic_depth
+
+    _ZERO_FUNCS.add(_stochastic_depth)
+except ImportError:  # pragma: no cover - torchvision is a dependency
+    pass
 
 
 def _pool_function(node: Node, mode: str, nd: int) -> OpInfo:
@@ -269,15 +294,19 @@ def _getitem(node: Node) -> OpInfo:
 def _pad(node: Node) -> OpInfo:
     """F.pad: padding the spatial axes shifts the field; padding channels leaves it alone."""
     pads = _bind(node, ["input", "pad", "mode", "value"], {"mode": "constant"})["pad"]
-    in_shape = node.input_shapes[0]
-    nd = len(in_shape) - 2
-    pairs = [(pads[i], pads[i + 1]) for i in range(0, len(pads), 2)]  # last dim first
+    return OpInfo("pad", 0, 0, _pad_step(tuple(pads), len(node.input_shapes[0]) - 2), True,
+                  ("pad: copies memory, 0 FLOPs",))
+
+
+def _pad_step(pads: tuple[int, ...], nd: int) -> RFStep:
+    """Pads given last dimension first, (before, after) each, as F.pad takes them."""
+    pairs = [(pads[i], pads[i + 1]) for i in range(0, len(pads), 2)]
     spatial = list(reversed(pairs[:nd])) + [(0, 0)] * (nd - len(pairs[:nd]))
     if all(p == (0, 0) for p in spatial):
-        step = SAME
-    else:
-        step = RFStep("step", (1,) * nd, (1,) * nd, tuple(before for before, _ in spatial))
-    return OpInfo("pad", 0, 0, step, True, ("pad: copies memory, 0 FLOPs",))
+        return SAME
+    if len(pairs) > nd or any(b < 0 or a < 0 for b, a in spatial):
+        return UNKNOWN  # channel padding or cropping by negative pads: no rule here
+    return RFStep("step", (1,) * nd, (1,) * nd, tuple(before for before, _ in spatial))
 
 
 def _shape_kept(node: Node) -> RFStep:
@@ -348,7 +377,18 @@ def _method_rule(node: Node) -> OpInfo:
 
 
 def rule_for(node: Node) -> OpInfo:
-    """The costs and receptive-field step of one traced node."""
+    """The costs and receptive-field step of one traced node: its own rule, else the operators it ran."""
+    info = _own_rule(node)
+    if info.supported:
+        return info
+    if node.aten is None:  # nothing seen it run: its costs are unknown, never a silent zero
+        return OpInfo(info.op, None, None, UNKNOWN, False, ("no counting rule for this operation",))
+    count = node.aten
+    return OpInfo(info.op, count.macs, count.flops, UNKNOWN, True,
+                  (*count.lines(), "receptive field: no rule for this operation"))
+
+
+def _own_rule(node: Node) -> OpInfo:
     if node.kind == "module":
         if not node.input_shapes:
             return OpInfo(type(node.target).__name__, supported=False, rf=UNKNOWN)

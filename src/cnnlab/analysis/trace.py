@@ -6,9 +6,9 @@ interpreted on meta tensors: every parameter is replaced by a meta tensor of the
 through ``torch.func.functional_call``, so no real arithmetic is done and no activation
 memory is allocated, whatever the input size. The user's model is never modified or copied.
 
-A model that cannot be traced (data-dependent Python control flow) falls back to module
-hooks on a meta forward pass: leaf modules are still seen, functional operations between
-them are not, and the report says so.
+A model that cannot be traced (data-dependent Python control flow, TorchScript) falls back to
+counting every operator of one forward pass (:mod:`cnnlab.analysis.aten`), given to the leaf
+module that ran it; the report says so, and which input the pass followed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import torch
 import torch.fx
 from torch import nn
 from torch.func import functional_call
+
+from cnnlab.analysis.aten import AtenCount, counting
 
 __all__ = ["SHAPE_PRESERVING", "Node", "Trace", "trace_model"]
 
@@ -49,6 +51,7 @@ class Node:
     scope: str  # module path the node runs inside ("" at top level)
     args: tuple[Any, ...] = ()  # non-tensor arguments, as given (dims, sizes, flags)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    aten: AtenCount | None = None  # the operators it ran, where it ran them (not the shape-only fast paths)
 
     @property
     def output_shape(self) -> tuple[int, ...] | None:
@@ -58,7 +61,7 @@ class Node:
 @dataclass
 class Trace:
     nodes: list[Node]
-    method: str  # "fx" or "hooks"
+    method: str  # "fx" (the graph) or "operators" (one counted forward pass, when fx cannot trace)
     limitation: str | None = None
 
 
@@ -213,6 +216,7 @@ class _MetaInterpreter(torch.fx.Interpreter):
         self.values: dict[str, Any] = {}
         self.unique: dict[str, str] = {}  # fx node name -> record name
         self.calls: dict[str, int] = {}  # how often a qualified name was used
+        self.count: AtenCount | None = None  # the operators the current node ran (None: shape arithmetic only)
 
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         module = self.fetch_attr(target)
@@ -222,17 +226,26 @@ class _MetaInterpreter(torch.fx.Interpreter):
                 return fast
         state = {k: _to_meta(v) for k, v in module.named_parameters()}
         state.update({k: _to_meta(v) for k, v in module.named_buffers()})
-        return functional_call(module, state, args, kwargs, strict=False)
+        with counting() as self.count:
+            return functional_call(module, state, args, kwargs, strict=False)
 
     def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
         fast = _fast_shape(target, args, kwargs)
-        return fast if fast is not None else super().call_function(target, args, kwargs)
+        if fast is not None:
+            return fast
+        with counting() as self.count:
+            return super().call_function(target, args, kwargs)
+
+    def call_method(self, target: Any, args: Any, kwargs: Any) -> Any:
+        with counting() as self.count:
+            return super().call_method(target, args, kwargs)
 
     def get_attr(self, target: Any, args: Any, kwargs: Any) -> Any:
         value = super().get_attr(target, args, kwargs)
         return _to_meta(value) if isinstance(value, torch.Tensor) else value
 
     def run_node(self, n: torch.fx.Node) -> Any:
+        self.count = None
         result = super().run_node(n)
         self.values[n.name] = result
         tensor_inputs = [a for a in n.all_input_nodes if isinstance(self.values.get(a.name), torch.Tensor)
@@ -268,6 +281,7 @@ class _MetaInterpreter(torch.fx.Interpreter):
             scope=scope,
             args=tuple(_plain(a) for a in n.args),
             kwargs={k: _plain(v) for k, v in n.kwargs.items()},
+            aten=self.count,
         ))
         return result
 
@@ -285,17 +299,23 @@ def _fx_trace(model: nn.Module, example: torch.Tensor) -> Trace:
     return Trace(interp.records, "fx")
 
 
-def _hook_trace(model: nn.Module, example: torch.Tensor, reason: str) -> Trace:
-    """Leaf modules in call order, with shapes, from hooks on a forward pass.
+SEED = 0  # the sample a model whose control flow needs real values is run on: the same every time
 
-    The pass runs on meta tensors when it can; a model whose Python code needs real values
-    (``if x.sum() > 0``) gets one real forward pass of a single random sample on the CPU, with
-    random weights if the model itself lives on the meta device.
+
+def _hook_trace(model: nn.Module, example: torch.Tensor, reason: str) -> Trace:
+    """Every operator of one forward pass, counted (:mod:`cnnlab.analysis.aten`) and given to the leaf
+    module that ran it; the operators run between leaf modules (functional convolutions, adds,
+    matrix products) go to one record of their own, so nothing that runs goes uncounted.
+
+    The pass runs on meta tensors when it can (any batch, no memory). A model whose Python code
+    needs real values (``if x.sum() > 0``) gets one real pass on the CPU of a single N(0, 1)
+    sample drawn with seed ``SEED`` (random weights where the model lives on the meta device),
+    and its counts are multiplied by the batch; the report says which input it followed.
     """
     batch = example.shape[0]
     try:
         records, out = _hooked_forward(model, example, meta=True)
-        how = "a meta forward pass"
+        how = "one forward pass on meta tensors"
     except (RuntimeError, NotImplementedError):
         real = model
         if any(p.device.type == "meta" for p in model.parameters()):
@@ -303,47 +323,65 @@ def _hook_trace(model: nn.Module, example: torch.Tensor, reason: str) -> Trace:
 
             real = copy.deepcopy(model).to_empty(device="cpu")
             with torch.no_grad():
+                generator = torch.Generator().manual_seed(SEED)
                 for p in real.parameters():
-                    p.normal_(0.0, 0.02)
-        records, out = _hooked_forward(real, torch.randn(1, *example.shape[1:]), meta=False)
-        for rec in records:  # shapes of one sample, scaled back to the requested batch
+                    p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+        sample = torch.randn(1, *example.shape[1:], generator=torch.Generator().manual_seed(SEED))
+        records, out = _hooked_forward(real, sample, meta=False)
+        for rec in records:  # shapes and counts of one sample, scaled to the requested batch
             rec.input_shapes = [(batch, *s[1:]) for s in rec.input_shapes]
             rec.output_shapes = [(batch, *s[1:]) for s in rec.output_shapes]
-        how = "one real forward pass of a random sample on the CPU"
+            if rec.aten is not None:
+                rec.aten.scale(batch)
+        how = (f"one real forward pass on the CPU of an N(0, 1) sample drawn with seed {SEED}, its counts "
+               f"multiplied by the batch; Python control flow followed that sample, another input may take "
+               f"another branch")
     out_shapes = [(batch, *s[1:]) for s in _shapes(out)[:1]]
     head = Node("x", "input", "x", [], [], [tuple(example.shape)], example.dtype, "")
     last = records[-1].name if records else "x"
     tail = Node("output", "output", None, [last], out_shapes, out_shapes, _first_dtype(out), "")
-    return Trace([head, *records, tail], "hooks",
-                 f"torch.fx could not trace the model ({reason}); module hooks on {how} see only leaf modules: "
-                 "functional operations between them (adds, concatenations) are missing, so FLOPs of those "
-                 "and receptive fields across branches are not analysed")
+    return Trace([head, *records, tail], "operators",
+                 f"torch.fx could not trace the model ({reason}); every operator of {how} was counted, per leaf "
+                 "module, with the operations between modules in one record; the graph's branches are not "
+                 "seen, so receptive fields are not analysed")
 
 
 def _hooked_forward(model: nn.Module, example: torch.Tensor, meta: bool) -> tuple[list[Node], Any]:
     records: list[Node] = []
     handles = []
     previous = ["x"]
+    counter = counting()
+    between = AtenCount()  # operators run outside every leaf module
+
+    def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+        counter.mode.count = AtenCount()
 
     def hook(name: str):
         def fn(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             records.append(Node(
                 name=name, kind="module", target=module, inputs=[previous[0]],
                 input_shapes=_shapes(args)[:1], output_shapes=_shapes(output), dtype=_first_dtype(output),
-                scope=name,
+                scope=name, aten=counter.mode.count,
             ))
+            counter.mode.count = between
             previous[0] = name
 
         return fn
 
-    for name, module in model.named_modules():
-        if name and not any(True for _ in module.children()):
-            handles.append(module.register_forward_hook(hook(name)))
+    scripted = isinstance(model, torch.jit.ScriptModule)
+    if not scripted:
+        for name, module in model.named_modules():
+            if name and not any(True for _ in module.children()):
+                handles.append(module.register_forward_pre_hook(pre_hook))
+                handles.append(module.register_forward_hook(hook(name)))
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), counter:
+            counter.mode.count = between
             if meta:
+                if scripted:
+                    raise RuntimeError("a TorchScript module runs on real tensors")
                 state = {k: _to_meta(v) for k, v in model.named_parameters()}
                 state.update({k: _to_meta(v) for k, v in model.named_buffers()})
                 out = functional_call(model, state, (example,), strict=False)
@@ -353,6 +391,13 @@ def _hooked_forward(model: nn.Module, example: torch.Tensor, meta: bool) -> tupl
         model.train(was_training)
         for h in handles:
             h.remove()
+    if between.ops:
+        records.append(Node(
+            name="(between modules)" if not scripted else type(model).__name__, kind="function",
+            target="operators between modules" if not scripted else "TorchScript forward",
+            inputs=[records[-1].name if records else "x"], input_shapes=[tuple(example.shape)],
+            output_shapes=_shapes(out)[:1], dtype=_first_dtype(out), scope="", aten=between,
+        ))
     return records, out
 
 
@@ -360,6 +405,8 @@ def trace_model(model: nn.Module, input_size: Sequence[int], batch: int = 1,
                 dtype: torch.dtype = torch.float32) -> Trace:
     """Trace ``model`` on a meta input of shape (batch, *input_size)."""
     example = torch.empty(batch, *input_size, device="meta", dtype=dtype)
+    if isinstance(model, torch.jit.ScriptModule):
+        return _hook_trace(model, example, "a TorchScript module has no Python code to trace")
     try:
         return _fx_trace(model, example)
     except (torch.fx.proxy.TraceError, TypeError, NotImplementedError) as exc:

@@ -63,7 +63,7 @@ def _run(model: nn.Module, shape: Sequence[int],
     try:
         with torch.no_grad():
             model(torch.empty(2 if training else 1, *shape, device="meta"))
-    except (RuntimeError, ValueError, IndexError) as exc:
+    except (RuntimeError, ValueError, IndexError, AssertionError) as exc:  # models assert on sizes too
         name, in_shape = stack[-1] if stack else ("(model's forward)", None)
         return exc, name, in_shape
     finally:
@@ -88,7 +88,7 @@ def _smallest_side(model: nn.Module, channels: int, known: int | None = None, tr
         try:
             with torch.no_grad():
                 meta(torch.empty(2 if training else 1, channels, side, side, device="meta"))
-        except (RuntimeError, ValueError, IndexError):
+        except (RuntimeError, ValueError, IndexError, AssertionError):
             return False
         finally:
             meta.train(was_training)

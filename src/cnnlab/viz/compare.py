@@ -48,6 +48,9 @@ def model_costs(models: Sequence[str | nn.Module], input_size: Sequence[int] | s
     for model in models:
         report = analyze(model, size)
         name = model if isinstance(model, str) else type(model).__name__
+        if report.macs is None:
+            raise CnnlabError(f"the MACs of {name} are unknown ({report.unknown['macs']}): it cannot be placed on "
+                              "the plot; `cnnlab inspect` shows which node stops them")
         costs.append(ModelCost(name, report.params, report.macs))
     return costs
 

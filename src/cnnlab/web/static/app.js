@@ -24,6 +24,8 @@ function svgEl(tag, attrs = {}, text) {
 }
 
 const fmtInt = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"));
+// A total the analyzer could not give (null) is shown as unknown, never as a number.
+const known = (n, fmt) => (n === null || n === undefined ? "unknown" : fmt(n));
 function fmtBig(n) {
   if (n === null || n === undefined) return "–";
   for (const [unit, scale] of [["G", 1e9], ["M", 1e6], ["K", 1e3]]) {
@@ -255,13 +257,16 @@ function drawSummary(report) {
   const stat = (label, value, cls = "stat") => el("div", { class: cls }, el("b", { text: value }), el("span", { text: label }));
   const items = [
     stat("model", report.model), stat("input", report.input_size.join("×")),
-    stat("parameters", fmtInt(t.params)), stat("MACs", fmtBig(t.macs)), stat("FLOPs", fmtBig(t.flops)),
+    stat("parameters", fmtInt(t.params)), stat("MACs", known(t.macs, fmtBig)), stat("FLOPs", known(t.flops, fmtBig)),
     stat("weighted layers", String(t.weighted_depth)),
-    stat("receptive field", t.receptive_field ? t.receptive_field.size.join("×") : "–"),
+    stat("receptive field", t.receptive_field ? t.receptive_field.size.join("×")
+      : report.unknown && report.unknown.receptive_field ? "unknown" : "–"),
     stat("activations (batch 1)", fmtBytes(t.activation_bytes)),
     stat("training memory, SGD", fmtBytes(t.training_memory.total)),
   ];
-  if (!report.complete) items.push(stat("incomplete: no rule for", report.unsupported.join(", "), "stat warn"));
+  for (const [total, why] of Object.entries(report.unknown || {})) {
+    items.push(stat(`${total.replace("_", " ")} unknown`, why, "stat warn"));
+  }
   if (report.misaligned.length) items.push(stat("misaligned branches", report.misaligned.join(", "), "stat warn"));
   $("#arch-summary").replaceChildren(...items);
 }
@@ -822,16 +827,17 @@ async function compareModels() {
   await busy($("#compare-go"), async () => {
     const d = await api(`/api/compare?${query({ models: $("#compare-models").value, input: $("#compare-input").value.trim() })}`);
     const cols = [["model", "Model", (r) => r.model], ["params", "Params", (r) => fmtInt(r.params)],
-      ["macs", "MACs", (r) => fmtInt(r.macs)], ["flops", "FLOPs", (r) => fmtBig(r.flops)],
+      ["macs", "MACs", (r) => known(r.macs, fmtInt)], ["flops", "FLOPs", (r) => known(r.flops, fmtBig)],
       ["weighted_depth", "Weighted layers", (r) => String(r.weighted_depth)],
       ["receptive_field", "Receptive field", (r) => (r.receptive_field ? r.receptive_field.join("×") : "–")],
       ["activation_bytes", "Activations", (r) => fmtBytes(r.activation_bytes)]];
     $("#compare-table thead").replaceChildren(el("tr", {}, ...cols.map(([, h], i) => el("th", { class: i ? "num" : "", text: h }))));
     $("#compare-table tbody").replaceChildren(...d.rows.map((r) => el("tr", { "data-name": r.model },
       ...cols.map(([key, , f], i) => el("td", { class: i ? "num" : "", "data-key": key, text: f(r) })))));
-    const plot = lineChart({ title: `Parameters against MACs at ${d.input_size.join("×")} (log scales)`, xlabel: "MACs",
+    const plot = lineChart({ title: `Parameters against MACs at ${d.input_size ? d.input_size.join("×") : "each model's own input"} (log scales)`, xlabel: "MACs",
       ylabel: "parameters", log: true, width: 720, height: 380,
-      series: [{ scatter: true, points: d.rows.map((r) => [Math.max(r.macs, 1), Math.max(r.params, 1), r.model]) }] });
+      series: [{ scatter: true, points: d.rows.filter((r) => r.macs !== null)
+        .map((r) => [Math.max(r.macs, 1), Math.max(r.params, 1), r.model]) }] });
     plot.id = "compare-plot";
     $("#compare-plot").replaceWith(plot);
   });
