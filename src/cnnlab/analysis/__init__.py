@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.analysis.receptive import FieldState, propagate
+from cnnlab.analysis.receptive import FieldState, propagate, standard_axes
 from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Report
 from cnnlab.analysis.rules import SAME, OpInfo, rule_for
 from cnnlab.analysis.trace import VIEW_OPS, Node, trace_model
@@ -130,14 +130,12 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
             info = OpInfo(_op_label(node), 0, 0, SAME, True,
                           ("works on parameters only, independent of the input: no per-sample cost",))
         out_shape = node.output_shape
-        out_spatial = out_shape is not None and len(out_shape) == spatial_rank
         if node.kind == "input":
-            state = FieldState(ReceptiveField.of_input(nd), True)
+            state = FieldState(ReceptiveField.of_input(nd), standard_axes(spatial_rank, nd))
         else:
             ins = [fields[i] for i in node.inputs if i in fields and depends.get(i, False)]
-            first_in = node.input_shapes[0] if node.input_shapes else None
-            spatial_in = tuple(first_in[2:]) if first_in is not None and len(first_in) == spatial_rank else None
-            state = propagate(info.rf, ins, spatial_in, out_spatial)
+            first_in = _first_map_input(node, fields, depends)
+            state = propagate(info.rf, ins, first_in, tuple(out_shape) if out_shape else None)
         fields[node.name] = state
         params = trainable = 0
         shared = False
@@ -188,7 +186,7 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
                      "drop --measure (the estimate needs no memory), or use a smaller --input or --batch")
         memory.measured_peak, memory.measured_on = measure_training_peak(model, size, batch, optimizer)
     out = records[-1] if records else None
-    unknown = _unknown_totals(records, trace, fields)
+    unknown = _unknown_totals(records, trace, fields, depends)
     rf = None
     if "receptive_field" not in unknown:
         # The network's receptive field is that of its last feature map (the units the classifier
@@ -206,12 +204,23 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
     )
 
 
+def _first_map_input(node: Node, fields: dict[str, FieldState], depends: dict[str, bool]) -> tuple[int, ...] | None:
+    """The shape of the node's first input that carries a spatial map (else of its first input)."""
+    shapes = dict(zip(node.inputs, node.input_shapes, strict=False))
+    for name in node.inputs:
+        state = fields.get(name)
+        if depends.get(name, False) and state is not None and state.spatial and name in shapes:
+            return tuple(shapes[name])
+    return tuple(node.input_shapes[0]) if node.input_shapes else None
+
+
 def _names(records: Sequence[LayerRecord], limit: int = 6) -> str:
     shown = ", ".join(f"{r.name} ({r.op})" for r in records[:limit])
     return shown + (f" and {len(records) - limit} more" if len(records) > limit else "")
 
 
-def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, FieldState]) -> dict[str, str]:
+def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, FieldState],
+                    depends: dict[str, bool]) -> dict[str, str]:
     """Which totals cannot be given, and why: the honesty rule, in one place."""
     unknown = {}
     no_macs = [r for r in records if r.macs is None]
@@ -227,7 +236,8 @@ def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, Fi
     elif output is not None and fields[output.name].field is None:
         # the first nodes where the field was lost (their inputs' fields were known)
         lost = [r for r in records if r.kind not in ("input", "output") and r.rf_size is None
-                and all(fields[i].field is not None for i in r.inputs if i in fields) and r.inputs]
+                and r.output_shape is not None and depends.get(r.name, False)
+                and all(fields[i].field is not None for i in r.inputs if depends.get(i, False))]
         unknown["receptive_field"] = (f"no receptive-field rule for {_names(lost)}" if lost else
                                       "the output's receptive field could not be followed through the graph")
     return unknown

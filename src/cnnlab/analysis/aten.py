@@ -41,6 +41,7 @@ _FREE = {
 }
 # Operators at a stated rate per output element (softmax) or per element (norms: scale and shift).
 _PER_ELEMENT = {_aten._softmax: 1, _aten._log_softmax: 1, _aten.softmax: 1, _aten.log_softmax: 1,
+                _aten._safe_softmax: 1,
                 _aten.native_layer_norm: 2, _aten.layer_norm: 2, _aten.native_batch_norm: 2,
                 _aten._native_batch_norm_legit_no_training: 2, _aten._native_batch_norm_legit: 2,
                 _aten.native_group_norm: 2, _aten.upsample_nearest2d: 1, _aten.upsample_bilinear2d: 1,

@@ -18,14 +18,23 @@ from dataclasses import dataclass
 from cnnlab.analysis.rules import RFStep
 from cnnlab.shapes import ReceptiveField, fmt_shape
 
-__all__ = ["FieldState", "merge_fields", "propagate"]
+__all__ = ["FieldState", "merge_fields", "propagate", "standard_axes"]
 
 
 @dataclass(frozen=True)
 class FieldState:
     field: ReceptiveField | None  # None: unknown
-    spatial: bool  # the tensor still has spatial axes
+    axes: tuple[int, ...] | None  # where the spatial axes are in the tensor, in order; None: the map collapsed
     misaligned: str | None = None  # why branches disagree, at the node that merges them
+
+    @property
+    def spatial(self) -> bool:
+        return self.axes is not None
+
+
+def standard_axes(rank: int, nd: int) -> tuple[int, ...]:
+    """N x C x spatial...: the layout convolutions and pooling work in."""
+    return tuple(range(rank - nd, rank))
 
 
 def merge_fields(fields: list[ReceptiveField]) -> tuple[ReceptiveField, str | None]:
@@ -50,45 +59,59 @@ def merge_fields(fields: list[ReceptiveField]) -> tuple[ReceptiveField, str | No
     return merged, ("; ".join(problems) or None)
 
 
-def propagate(step: RFStep, inputs: list[FieldState], spatial_in: tuple[int, ...] | None,
-              out_is_spatial: bool) -> FieldState:
-    """The field after one node, from the fields of its inputs."""
+def _collapsed(field: ReceptiveField, in_shape: tuple[int, ...] | None, axes: tuple[int, ...]) -> ReceptiveField:
+    """The field of a unit that sees the whole map: the last unit's field stretched over every position."""
+    sizes = tuple(in_shape[a] for a in axes) if in_shape is not None else (1,) * len(axes)
+    nd = len(field.size)
+    return field.step(sizes, (1,) * nd, (0,) * nd)
+
+
+def propagate(step: RFStep, inputs: list[FieldState], in_shape: tuple[int, ...] | None,
+              out_shape: tuple[int, ...] | None) -> FieldState:
+    """The field after one node, from the fields of its inputs and the shapes it maps."""
     known = [s for s in inputs if s.field is not None]
     if not inputs or len(known) < len(inputs):
-        return FieldState(None, out_is_spatial)
-    if len(known) == len(inputs) and not any(s.spatial for s in known):
+        return FieldState(None, None)
+    if not any(s.spatial for s in known):
         # Every input has collapsed (flatten, global pooling): each of its units already sees the
         # whole input, and no operation after that can widen the field.
-        return FieldState(max((s.field for s in known), key=lambda f: f.size), False)
-    if step.kind == "unknown":
-        return FieldState(None, out_is_spatial)
-    first = known[0]
+        return FieldState(max((s.field for s in known), key=lambda f: f.size), None)
+    if step.kind == "unknown" or out_shape is None:
+        return FieldState(None, None)
+    first = next(s for s in known if s.spatial)
+    axes = first.axes
+    assert axes is not None and first.field is not None
+    rank_kept = in_shape is not None and len(out_shape) == len(in_shape)
     if step.kind == "same":
-        return FieldState(first.field, first.spatial and out_is_spatial)
+        return FieldState(first.field, axes if rank_kept else None) if rank_kept else FieldState(None, None)
+    if step.kind == "lastdim":  # a linear map over the last axis, position by position
+        if in_shape is None or len(in_shape) - 1 in axes or not rank_kept:
+            return FieldState(None, None)
+        return FieldState(first.field, axes)
+    if step.kind == "move":
+        moved = step.remap(axes, in_shape, out_shape) if step.remap is not None and in_shape is not None else None
+        if moved == "global":
+            return FieldState(_collapsed(first.field, in_shape, axes), None)
+        return FieldState(first.field, moved) if isinstance(moved, tuple) else FieldState(None, None)
     if step.kind == "step":
-        if not first.spatial:
-            return FieldState(None, out_is_spatial)
-        return FieldState(first.field.step(step.kernel, step.stride, step.padding), True)
+        if in_shape is None or axes != standard_axes(len(in_shape), len(axes)) or not rank_kept:
+            return FieldState(None, None)  # a kernel over axes that are not the map's: no rule
+        return FieldState(first.field.step(step.kernel, step.stride, step.padding), axes)
     if step.kind == "global":
-        if not first.spatial or spatial_in is None:
-            return FieldState(first.field, False)
-        nd = len(first.field.size)
-        return FieldState(first.field.step(spatial_in, (1,) * nd, (0,) * nd), False)
+        return FieldState(_collapsed(first.field, in_shape, axes), None)
     if step.kind == "merge":
         spatial = [s for s in known if s.spatial]
         collapsed = [s for s in known if not s.spatial]
-        if spatial and collapsed and out_is_spatial:
+        if len({s.axes for s in spatial}) > 1:
+            return FieldState(None, None)  # maps in different layouts: no rule
+        merged, problem = merge_fields([s.field for s in spatial]) if len(spatial) > 1 else (spatial[0].field, None)
+        if collapsed:
             # a gate from a globally pooled tensor scales the map: each unit now depends on every
             # input pixel, so the field is the gate's (the whole input) where it is the larger
-            merged, problem = merge_fields([s.field for s in spatial])
             whole = max((s.field for s in collapsed), key=lambda f: f.size)
             if all(w >= m for w, m in zip(whole.size, merged.size, strict=True)):
                 c = merged.center(0)
                 pad = tuple(int((r - 1) / 2 - x) for r, x in zip(whole.size, c, strict=True))
                 merged = ReceptiveField(whole.size, merged.stride, pad)
-            return FieldState(merged, True, problem)
-        if len(spatial) <= 1:
-            return FieldState((spatial or known)[0].field, bool(spatial) and out_is_spatial)
-        merged, problem = merge_fields([s.field for s in spatial])
-        return FieldState(merged, out_is_spatial, problem)
-    return FieldState(None, out_is_spatial)
+        return FieldState(merged, axes if rank_kept else None, problem)
+    return FieldState(None, None)

@@ -22,7 +22,12 @@ CONVENTIONS = {
     "activation_bytes": "bytes of each node's output tensor(s) for the whole batch; view operations add none",
     "receptive_field": "size r, jump j and effective padding p per spatial axis (Araujo et al., Distill 2019); "
                        "at adds and concatenations the largest field, branches whose jump or centre differ "
-                       "are reported as misaligned",
+                       "are reported as misaligned; the spatial axes are followed through permutes, transposes "
+                       "and reshapes that keep them one block (channels-last layer norm, channel shuffle); "
+                       "after flatten or global pooling, and after a gate computed from a globally pooled "
+                       "tensor (squeeze-and-excitation), every unit sees the whole input; normalization "
+                       "statistics (batch, layer, group norm) are not a path; the network's field is that of "
+                       "its last feature map, and unknown when the output's field cannot be followed",
     "inference_graph": "traced in eval mode: training-only branches (auxiliary classifiers) are not included",
     "operator_level": "an operation without a rule of its own (attention, einsum, matmul, recurrent layers, "
                       "library functions) is counted from the ATen operators it runs: MACs of matrix products "

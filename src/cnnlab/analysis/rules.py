@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,20 +40,73 @@ __all__ = ["OpInfo", "RFStep", "rule_for"]
 class RFStep:
     """How a node changes the receptive field.
 
-    kind: "step" (kernel/stride/padding), "same" (pointwise), "merge" (add/cat of branches),
-    "global" (the whole map collapses: flatten, global pooling), "unknown" (no rule).
+    kind: "step" (kernel/stride/padding over the map's axes), "same" (pointwise), "merge"
+    (add/cat/product of branches), "global" (the whole map collapses: flatten, global pooling),
+    "lastdim" (a linear map over the last axis at every position: fine while that axis is not
+    spatial), "move" (the spatial axes move: permute, transpose, reshape; ``remap`` gives their
+    new positions from the old ones and the shapes, or "global", or None when it cannot tell),
+    "unknown" (no rule).
     """
 
     kind: str
     kernel: tuple[int, ...] = ()
     stride: tuple[int, ...] = ()
     padding: tuple[int, ...] = ()
+    remap: Callable[[tuple[int, ...], tuple[int, ...], tuple[int, ...]], Any] | None = None
 
 
 SAME = RFStep("same")
 MERGE = RFStep("merge")
 GLOBAL = RFStep("global")
+LASTDIM = RFStep("lastdim")
 UNKNOWN = RFStep("unknown")
+
+
+def _reshaped(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...]) -> tuple[int, ...] | str | None:
+    """Where a reshape (view, flatten, unflatten, squeeze, unsqueeze, a chunk) puts the spatial axes.
+
+    They keep their meaning when they stay one block of the same sizes with as many elements
+    before and after it (channel shuffles, channel splits, a batch of groups); flattening them
+    into a vector collapses the map ("global"); merging them into one axis of tokens has no rule.
+    """
+    if list(axes) != list(range(axes[0], axes[-1] + 1)):
+        return None
+    block = tuple(i[axes[0]: axes[-1] + 1])
+    before, after = math.prod(i[: axes[0]]), math.prod(i[axes[-1] + 1:])
+    for k in range(len(o) - len(block) + 1):
+        if tuple(o[k: k + len(block)]) == block and math.prod(o[:k]) == before and \
+                math.prod(o[k + len(block):]) == after:
+            return tuple(range(k, k + len(block)))
+    return "global" if len(o) <= 2 < len(i) else None
+
+
+RESHAPE = RFStep("move", remap=_reshaped)
+
+
+def _kept(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...]) -> tuple[int, ...] | None:
+    """A split, chunk, narrow or selection along other axes: the spatial axes stay where they are."""
+    return axes if len(o) == len(i) and all(o[a] == i[a] for a in axes) else None
+
+
+SPLIT = RFStep("move", remap=_kept)
+
+
+def _permuted(dims: Sequence[int]) -> RFStep:
+    def remap(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...]) -> tuple[int, ...] | None:
+        order = [d % len(i) for d in dims]
+        if sorted(order) != list(range(len(i))):
+            return None
+        return tuple(order.index(a) for a in axes)
+
+    return RFStep("move", remap=remap)
+
+
+def _transposed(d0: int, d1: int) -> RFStep:
+    def remap(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...]) -> tuple[int, ...]:
+        a, b = d0 % len(i), d1 % len(i)
+        return tuple(b if x == a else a if x == b else x for x in axes)
+
+    return RFStep("move", remap=remap)
 
 
 @dataclass(frozen=True)
@@ -139,7 +192,7 @@ def _module_rule(m: nn.Module, node: Node) -> OpInfo:
         rows = _numel(in_shape[:-1]) if in_shape else 0
         macs = rows * m.in_features * m.out_features
         lines = shapes.linear(m.in_features, m.out_features, m.bias is not None).lines
-        return OpInfo(name, macs, 2 * macs, SAME if in_shape and len(in_shape) == 2 else UNKNOWN, True, lines)
+        return OpInfo(name, macs, 2 * macs, LASTDIM, True, lines)
     if isinstance(m, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)):
         return _pool_module(m, node)
     if isinstance(m, (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
@@ -156,6 +209,8 @@ def _module_rule(m: nn.Module, node: Node) -> OpInfo:
             "divide); channel-wise, so the spatial receptive field is unchanged",))
     if isinstance(m, (nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)):
         return OpInfo(name, 0, 0, SAME, True, (f"{name}: identity at inference, 0 FLOPs",))
+    if type(m).__name__ == "Permute" and isinstance(getattr(m, "dims", None), (list, tuple)):
+        return OpInfo(name, 0, 0, _permuted(m.dims), True, (f"{name}{tuple(m.dims)}: moves axes, 0 FLOPs",))
     if isinstance(m, _PAD_MODULES):
         return _pad_module(m, node)
     if isinstance(m, nn.Flatten):
@@ -180,10 +235,9 @@ def _pad_module(m: nn.Module, node: Node) -> OpInfo:
 
 
 def _flatten_step(in_shape: tuple[int, ...] | None, start_dim: int) -> RFStep:
-    if in_shape is None or len(in_shape) <= 2:
-        return SAME
-    start = start_dim % len(in_shape)
-    return GLOBAL if start <= 2 else SAME
+    """Flattening the map into a vector collapses it; flattening channels alone or the axes into tokens is a
+    reshape like any other."""
+    return SAME if in_shape is None or len(in_shape) <= 2 else RESHAPE
 
 
 # --------------------------------------------------------------------------------------
@@ -215,8 +269,9 @@ _ACTIVATION_FUNCS = {F.relu, torch.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, 
 _CAT_FUNCS = {torch.cat, torch.concat, torch.stack}
 _FLATTEN_FUNCS = {torch.flatten}
 _ZERO_FUNCS = {F.dropout, F.dropout2d, torch.dropout, getattr, torch.reshape, torch.squeeze, torch.unsqueeze,
-               torch.transpose, torch.permute, torch.split, torch.chunk, torch.narrow, torch.unbind,
                torch.clone}
+_SPLIT_FUNCS = {torch.split, torch.chunk, torch.narrow, torch.tensor_split}
+_SPLIT_METHODS = {"split", "chunk", "narrow", "tensor_split"}
 try:  # torchvision's residual-branch dropout (identity at inference), a leaf function of its traces
     from torchvision.ops import stochastic_depth as _stochastic_depth
 
@@ -258,8 +313,18 @@ def _function_rule(node: Node) -> OpInfo:
     if fn in _FLATTEN_FUNCS:
         start = _bind(node, ["input", "start_dim"], {"start_dim": 0})["start_dim"]
         return OpInfo(label, 0, 0, _flatten_step(node.input_shapes[0], start), True, ("flatten: a view, 0 FLOPs",))
+    if fn is torch.permute:
+        dims = _bind(node, ["input", "dims"], {})["dims"]
+        return OpInfo(label, 0, 0, _permuted(dims), True, ("permute: moves axes, 0 FLOPs",))
+    if fn in (torch.transpose, torch.swapaxes):
+        a = _bind(node, ["input", "dim0", "dim1"], {})
+        return OpInfo(label, 0, 0, _transposed(a["dim0"], a["dim1"]), True, (f"{label}: moves axes, 0 FLOPs",))
+    if fn in (F.layer_norm, F.group_norm, F.batch_norm, F.instance_norm):
+        return OpInfo(label, 0, 2 * out_numel, SAME, True, (f"{label}: 2 FLOPs per element (scale and shift)",))
     if fn in (torch.mean, torch.sum, torch.amax, torch.amin):
         return _mean(node, label)
+    if fn in _SPLIT_FUNCS:
+        return OpInfo(label, 0, 0, SPLIT, True, (f"{label}: views of parts, 0 FLOPs",))
     if fn in _ZERO_FUNCS:
         return OpInfo(label, 0, 0, _shape_kept(node), True, (f"{label}: no arithmetic",))
     if fn is operator.getitem:
@@ -280,7 +345,9 @@ def _getitem(node: Node) -> OpInfo:
     step = _shape_kept(node)
     index = node.args[1] if len(node.args) > 1 else None
     in_shape = node.input_shapes[0] if node.input_shapes else ()
-    if step.kind == "unknown" and isinstance(index, tuple) and len(in_shape) > 2:
+    out_shape = node.output_shape or ()
+    cropped = len(in_shape) == len(out_shape) > 2 and tuple(in_shape[2:]) != tuple(out_shape[2:])
+    if cropped and isinstance(index, tuple):
         spatial = list(index[2:]) + [slice(None)] * (len(in_shape) - 2 - len(index[2:]))
         if len(index) >= 2 and all(isinstance(i, slice) for i in index[:2]) and all(
                 isinstance(i, slice) and all(v is None or (isinstance(v, int) and v >= 0)
@@ -310,15 +377,10 @@ def _pad_step(pads: tuple[int, ...], nd: int) -> RFStep:
 
 
 def _shape_kept(node: Node) -> RFStep:
-    """A view or indexing keeps the field when the spatial dims are untouched."""
+    """A view, a split or indexing keeps the field where the spatial axes survive as one block."""
     if not node.input_shapes or node.output_shape is None:
         return SAME
-    i, o = node.input_shapes[0], node.output_shape
-    if len(i) == len(o) and i[2:] == o[2:]:
-        return SAME
-    if len(o) <= 2 < len(i):
-        return GLOBAL
-    return UNKNOWN
+    return RESHAPE
 
 
 def _mean(node: Node, label: str) -> OpInfo:
@@ -336,7 +398,7 @@ def _functional_weighted(node: Node, label: str) -> OpInfo:
         return OpInfo(label, supported=False, rf=UNKNOWN)
     if label == "linear":
         macs = _numel(x[:-1]) * w[0] * w[1]
-        return OpInfo(label, macs, 2 * macs, SAME if len(x) == 2 else UNKNOWN, True, (f"linear: MACs {macs:,}",))
+        return OpInfo(label, macs, 2 * macs, LASTDIM, True, (f"linear: MACs {macs:,}",))
     macs = _numel(node.output_shape) * _numel(w[1:])
     a = _bind(node, ["input", "weight", "bias", "stride", "padding", "dilation", "groups"],
               {"stride": 1, "padding": 0, "dilation": 1})
@@ -371,6 +433,15 @@ def _method_rule(node: Node) -> OpInfo:
     if name == "flatten":
         start = _bind(node, ["self", "start_dim"], {"start_dim": 0})["start_dim"]
         return OpInfo(name, 0, 0, _flatten_step(node.input_shapes[0], start), True, ("flatten: a view, 0 FLOPs",))
+    if name == "permute":
+        dims = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (list, tuple)) else node.args[1:]
+        return OpInfo(name, 0, 0, _permuted(dims), True, ("permute: moves axes, 0 FLOPs",))
+    if name in ("transpose", "swapaxes") and len(node.args) == 3:
+        return OpInfo(name, 0, 0, _transposed(node.args[1], node.args[2]), True, (f"{name}: moves axes, 0 FLOPs",))
+    if name == "t":
+        return OpInfo(name, 0, 0, _transposed(0, 1), True, ("t: moves axes, 0 FLOPs",))
+    if name in _SPLIT_METHODS:
+        return OpInfo(name, 0, 0, SPLIT, True, (f"{name}: views of parts, 0 FLOPs",))
     if name in VIEW_OPS:
         return OpInfo(name, 0, 0, _shape_kept(node), True, (f"{name}: no arithmetic",))
     return OpInfo(name, supported=False, rf=UNKNOWN)

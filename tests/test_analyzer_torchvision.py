@@ -1,0 +1,153 @@
+"""The analyzer on every classification model torchvision ships, none of them tuned for here.
+
+Parameters and MACs are compared with torchvision's own metadata (``num_params`` and ``_ops``,
+its GFLOPS, which count multiply-accumulates); receptive fields with a measured field
+(tests/fieldlib.py). A number the analyzer cannot give must be ``unknown`` with a reason that
+names the node that stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torchvision import models as tvm
+
+from cnnlab.analysis import analyze
+from fieldlib import computed_extent, measured_extent
+
+ALL = tvm.list_models(module=tvm)
+# One of every kind of block: plain, inception, SE gates, RegNet, channel shuffle, channels-last
+# layer norm, windowed and global attention, dense blocks, fire modules.
+QUICK = {"alexnet", "googlenet", "inception_v3", "mobilenet_v3_small", "efficientnet_b0", "regnet_y_400mf",
+         "shufflenet_v2_x1_0", "convnext_tiny", "swin_t", "vit_b_16", "maxvit_t", "squeezenet1_1", "densenet121",
+         "resnet50"}
+# How torchvision's published figures were made: GoogLeNet's count leaves out the auxiliary heads
+# it drops after loading, Inception v3's keeps them; ViT-H/14's weights are for 518x518 inputs.
+BUILD = {"googlenet": {"aux_logits": False, "init_weights": False}, "inception_v3": {"init_weights": False},
+         "vit_h_14": {"image_size": 518}}
+
+
+@contextlib.contextmanager
+def _regnet_widths_on_cpu() -> Iterator[None]:
+    """RegNet computes its block widths with tensor arithmetic and .tolist(): keep that off the meta device."""
+    from torchvision.models import regnet
+
+    original = regnet.BlockParams.from_init_params
+
+    def on_cpu(*args, **kwargs):
+        with torch.device("cpu"):
+            return original(*args, **kwargs)
+
+    regnet.BlockParams.from_init_params = on_cpu  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        regnet.BlockParams.from_init_params = original  # type: ignore[method-assign]
+
+
+def build(name: str, device: str = "meta") -> torch.nn.Module:
+    with warnings.catch_warnings(), _regnet_widths_on_cpu(), torch.device(device):
+        warnings.simplefilter("ignore")  # GoogLeNet and Inception's notes on their default initialisation
+        return tvm.get_model(name, **BUILD.get(name, {}))
+
+
+def published(name: str) -> tuple[dict, int]:
+    weights = tvm.get_model_weights(name).DEFAULT
+    return weights.meta, weights.transforms().crop_size[0]
+
+
+def _param(name: str) -> pytest.param:  # type: ignore[type-arg]
+    return pytest.param(name, marks=() if name in QUICK else pytest.mark.slow, id=name)
+
+
+@pytest.mark.parametrize("name", [_param(n) for n in ALL])
+def test_parameters_and_macs_equal_torchvision_published_figures(name: str) -> None:
+    meta, crop = published(name)
+    report = analyze(build(name), (3, crop, crop))
+    assert report.params == meta["num_params"]
+    assert report.macs is not None, report.unknown
+    assert round(report.macs / 1e9, 3) == pytest.approx(meta["_ops"], abs=5e-4)
+    assert report.flops is not None and report.flops >= 2 * report.macs
+    # What cannot be given is unknown with a reason that names a node, never a number that only looks right.
+    for total, why in report.unknown.items():
+        assert total == "receptive_field" and "(" in why, (total, why)
+    assert (report.receptive_field is None) == ("receptive_field" in report.unknown)
+
+
+def test_the_models_whose_field_is_unknown_are_those_without_a_map_and_say_where() -> None:
+    reasons = {}
+    for name in sorted(QUICK):
+        crop = published(name)[1]
+        report = analyze(build(name), (3, crop, crop))
+        reasons[name] = report.unknown.get("receptive_field")
+    assert {n for n, why in reasons.items() if why} == {"swin_t", "vit_b_16", "maxvit_t"}
+    assert reasons["vit_b_16"] == "no receptive-field rule for reshape (reshape)"  # patches become tokens
+    assert reasons["swin_t"] == ("no receptive-field rule for shifted_window_attention "
+                                 "(shifted_window_attention)")
+
+
+def _maps(report) -> list:
+    """Modules (called once) whose output is a map with a known field: the units a hook can measure."""
+    return [r for r in report.layers if r.kind == "module" and ":" not in r.name and r.rf_size is not None
+            and r.output_shape is not None and len(r.output_shape) == 4]
+
+
+def _inside(layer, size) -> bool:
+    """The central unit's field lies inside the input (a field reaching past the edge also counts pixels that
+    only padding stands for, which no gradient can show)."""
+    centre = [s // 2 for s in layer.output_shape[2:]]
+    return all(u * j - p >= 0 and u * j - p + r <= n for r, j, p, u, n in
+               zip(layer.rf_size, layer.rf_stride, layer.rf_padding, centre, size[1:], strict=True))
+
+
+@pytest.mark.parametrize(("name", "size"), [
+    ("alexnet", (3, 224, 224)),
+    ("squeezenet1_1", (3, 224, 224)),
+    ("shufflenet_v2_x0_5", (3, 224, 224)),  # channel shuffle: views, a transpose, chunks
+    pytest.param("resnet18", (3, 480, 480), marks=pytest.mark.slow),  # the whole network's field (435) fits
+    pytest.param("googlenet", (3, 416, 416), marks=pytest.mark.slow),  # branches concatenated
+    pytest.param("vgg11", (3, 224, 224), marks=pytest.mark.slow),
+])
+def test_computed_field_equals_the_measured_one(name: str, size: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    model = build(name, "cpu")
+    report = analyze(model, size)
+    layer = [r for r in _maps(report) if _inside(r, size)][-1]  # the deepest that can be measured whole
+    measured, centre = measured_extent(model, size, layer.name)
+    assert measured == layer.rf_size, layer.name
+    assert computed_extent(layer.rf_size, layer.rf_stride, layer.rf_padding, centre, size) == measured
+
+
+def test_after_a_squeeze_and_excitation_gate_every_unit_sees_the_whole_input() -> None:
+    torch.manual_seed(0)
+    size = (3, 160, 160)
+    model = build("mobilenet_v3_small", "cpu")
+    report = analyze(model, size)
+    by_name = {r.name: r for r in report.layers}
+    before, after = by_name["features.1.block.0.0"], by_name["features.1.block.2.0"]  # around the first gate
+    assert not before.rf_covers_input and after.rf_covers_input
+    assert measured_extent(model, size, before.name)[0] == before.rf_size
+    assert measured_extent(model, size, after.name)[0] == list(size[1:])
+
+
+@pytest.mark.parametrize(("name", "size"), [
+    ("lenet5", (1, 28, 28)),
+    ("alexnet_paper", (3, 227, 227)),  # the two-GPU split: grouped convolutions
+    ("nin_cifar", (3, 64, 64)),
+    ("resnet20", (3, 64, 64)),
+    ("preact_resnet18", (3, 128, 128)),
+    ("densenet40_cifar", (3, 64, 64)),  # concatenations in every dense block
+    pytest.param("googlenet_paper", (3, 224, 224), marks=pytest.mark.slow),
+])
+def test_computed_field_equals_the_measured_one_on_the_zoo(name: str, size: tuple[int, int, int]) -> None:
+    from cnnlab.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    report = analyze(model, size)
+    layer = [r for r in _maps(report) if _inside(r, size)][-1]
+    assert measured_extent(model, size, layer.name)[0] == layer.rf_size, layer.name
