@@ -413,3 +413,96 @@ def test_skipping_init_on_meta_leaves_real_models_alone() -> None:
     release.set()
     thread.join()
     assert init.kaiming_uniform_ is original
+
+
+# --------------------------------------------------------------------------------------
+# Layers counted at the operator level, and inputs other than one image
+# --------------------------------------------------------------------------------------
+
+
+class Tagger(nn.Module):
+    """Token ids in, a tag per token out: an embedding, a 2-layer LSTM, a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(1000, 32)
+        self.lstm = nn.LSTM(32, 64, num_layers=2, batch_first=True)
+        self.head = nn.Linear(64, 5)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(self.embed(tokens))[0])
+
+
+class Masked(nn.Module):
+    """An image and an optional mask by name; attention over the pixels of the map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.conv(x)
+        if mask is not None:
+            y = y * mask.unsqueeze(1)
+        tokens = y.flatten(2).transpose(1, 2)
+        return self.attn(tokens, tokens, tokens, need_weights=False)[0]
+
+
+def _torch_macs(model: nn.Module, *args: torch.Tensor, **kwargs: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(*args, **kwargs)
+    return counter.get_total_flops() // 2
+
+
+def test_token_ids_through_an_lstm_are_counted_every_gate_of_every_step() -> None:
+    model = Tagger()
+    report = analyze(model, "20:int64", batch=3)
+    assert report.inputs == [{"name": None, "shape": [20], "dtype": "int64"}]
+    # by hand: per step and sample, 4 gates of 64 units, each a product with (input + hidden)
+    lstm = 3 * 20 * 4 * 64 * (32 + 64) + 3 * 20 * 4 * 64 * (64 + 64)
+    head = 3 * 20 * 64 * 5
+    assert report.macs == lstm + head
+    assert report.flops is not None
+    # torch.utils.flop_counter on real CPU tensors sees the head only: the CPU runs the LSTM as one
+    # fused aten.lstm kernel its table has no formula for. On meta tensors the LSTM decomposes into
+    # the addmm products counted above (fvcore and ptflops count them the same way).
+    assert _torch_macs(model, torch.zeros(3, 20, dtype=torch.long)) == head
+    assert report.receptive_field is None and "receptive_field" not in report.unknown  # no map, no field
+
+
+def test_inputs_by_name_and_defaults_are_followed() -> None:
+    model = Masked()
+    with_mask = analyze(model, "3x8x8,mask=8x8")
+    without = analyze(model, (3, 8, 8))
+    assert [i["name"] for i in with_mask.inputs] == [None, "mask"]
+    assert any(r.op == "mul" for r in with_mask.layers) and not any(r.op == "mul" for r in without.layers)
+    # by hand: the convolution, the q/k/v and output projections of 64 tokens, two heads of 8 channels
+    # each for Q K^T and for the weighted sum of V
+    conv, projections, attention = 16 * 64 * 27, 64 * 16 * 48 + 64 * 16 * 16, 2 * 2 * 64 * 64 * 8
+    assert with_mask.macs == without.macs == conv + projections + attention
+    # torch's counter on the CPU sees the convolution only: eval-mode attention without weights runs
+    # as one fused kernel (_native_multi_head_attention) its table has no formula for.
+    assert _torch_macs(model, torch.randn(1, 3, 8, 8)) == conv
+
+
+def test_a_feature_vector_and_transposed_convolutions_match_torch() -> None:
+    mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    assert analyze(mlp, "16").macs == 16 * 32 + 32 * 4
+    up = nn.Sequential(nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1), nn.ConvTranspose2d(4, 2, 3))
+    assert analyze(up, (8, 10, 10)).macs == _torch_macs(up, torch.randn(1, 8, 10, 10))
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ("3x8x8,bogus=8x8", "Masked.forward has no argument 'bogus': it takes x, mask"),
+    ("mask=8x8", "Masked.forward needs 'x' too: add an input x=DIMS[:DTYPE]"),
+    ("3x8x8,x=3x8x8", "input 'x' is given twice: by position and by name"),
+    ("3x8x8,mask=8x8:complex", "input 'mask=8x8:complex': unknown dtype 'complex'; use one of bfloat16, bool, "
+                               "float, float16, float32, float64, int, int32, int64, long, uint8"),
+    ("mask=8x8,3x8x8", "inputs by position come before inputs by name, as in a Python call"),
+    ("3x8x8,8x8,8x8", "3 inputs given by position, but Masked.forward takes x, mask"),
+])
+def test_inputs_that_do_not_fit_forward_are_one_line(given: str, message: str) -> None:
+    with pytest.raises(CnnlabError) as info:
+        analyze(Masked(), given)
+    assert str(info.value) == message

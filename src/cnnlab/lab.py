@@ -285,6 +285,17 @@ class Lab:
         return (source.kind, source.name, json.dumps(source.kwargs, sort_keys=True, default=str),
                 str(source.checkpoint), stamp, str(source.weights))
 
+    def _inputs(self, given: Any, source: Source) -> tuple[Any, ...] | None:
+        """What the network is fed: a size, or inputs in the grammar of :mod:`cnnlab.analysis.inputs`
+        (several, by name, of any dtype) where the scope is local; the explorer analyses one image."""
+        from cnnlab.analysis.inputs import parse_inputs
+
+        if self.bounded or given is None or (isinstance(given, str) and not given.strip()):
+            return self._size(given, source, LIMITS["analysis_side"])
+        if isinstance(given, (list, tuple)) and all(isinstance(v, int) for v in given):
+            return tuple(given)
+        return tuple(parse_inputs(given))
+
     def _size(self, given: Any, source: Source, side: int) -> tuple[int, ...] | None:
         """The input size asked for, else the source's own; bounded in the explorer."""
         size = _shape(given) or source.default_input
@@ -311,7 +322,7 @@ class Lab:
         """The cache entry of one analysis: the report, and its JSON once it has been encoded."""
         from cnnlab.analysis import analyze
 
-        size = self._size(input, source, LIMITS["analysis_side"])
+        size = self._inputs(input, source)
         n = _int(batch, "batch", 1, 2**20, default=1)
         opt = optimizer or "sgd"
         if opt not in OPTIMIZERS:

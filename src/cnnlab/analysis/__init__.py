@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.analysis.inputs import InputSpec, bind_inputs, parse_inputs
 from cnnlab.analysis.receptive import FieldState, propagate, standard_axes
 from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Report
 from cnnlab.analysis.rules import SAME, OpInfo, rule_for
@@ -64,7 +65,7 @@ def _resolve(model_or_name: nn.Module | str, model_kwargs: dict[str, Any]) -> tu
 
 def analyze(
     model_or_name: nn.Module | str,
-    input_size: Sequence[int] | None = None,
+    input_size: Sequence[int] | Sequence[InputSpec] | str | None = None,
     batch: int = 1,
     optimizer: str = "sgd",
     measure: bool = False,
@@ -73,7 +74,10 @@ def analyze(
     """Analyse a model (an ``nn.Module``, a registry name, or ``file.py:name``) at one input size.
 
     ``input_size`` is (C, H, W); it defaults to a registered model's own default input (3x32x32
-    for the CIFAR networks), else 3x224x224.
+    for the CIFAR networks), else 3x224x224. A model that takes something else, or several
+    inputs, gets them as :class:`~cnnlab.analysis.inputs.InputSpec` or in their grammar
+    (``"128:int64"``, ``"3x224x224,mask=224x224:bool"``; see :mod:`cnnlab.analysis.inputs`);
+    receptive fields are measured on the first input when it is image-like.
 
     ``optimizer`` sets the optimizer state in the training-memory estimate (``sgd`` with
     momentum: one buffer per parameter; ``adam``/``adamw``: two). ``measure`` also runs one real
@@ -87,16 +91,21 @@ def analyze(
         from cnnlab.models.registry import default_input
 
         input_size = default_input(model_or_name, model_kwargs.get("in_channels"))
-    size = tuple(int(s) for s in input_size)
-    if len(size) < 2 or min(size) < 1:
+    specs = parse_inputs(input_size)
+    size = specs[0].shape
+    if min(size) < 1:
         raise CnnlabError(f"input must be CxHxW with positive sizes, e.g. 3x224x224, got {size}")
+    single_image = len(specs) == 1 and specs[0].image_like and specs[0].name is None
+    if measure and not single_image:
+        raise CnnlabError("--measure runs a training step on one image-like input; drop it for this model")
     model, label = _resolve(model_or_name, model_kwargs)
+    bind_inputs(model, specs)  # an input forward does not take is one line before anything runs
     try:
-        trace = trace_model(model, size, batch)
+        trace = trace_model(model, specs, batch)
     except (RuntimeError, ValueError, IndexError, AssertionError) as exc:  # the model's own checks assert too
         from cnnlab.models.inputs import check_input
 
-        if len(size) == 3:
+        if single_image and len(size) == 3:
             known = None
             if isinstance(model_or_name, str):
                 from cnnlab.models.registry import list_models, model_info
@@ -105,12 +114,16 @@ def analyze(
                     known = model_info(model_or_name).default_input[-1]
             check_input(model, size, label, known_side=known)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CnnlabError(f"{label} cannot run on input {fmt_shape(size)}: {first}") from None
-    return _build_report(model, label, size, batch, trace, optimizer, measure)
+        given = ", ".join(s.text for s in specs)
+        raise CnnlabError(f"{label} cannot run on input {given}: {first}") from None
+    return _build_report(model, label, specs, batch, trace, optimizer, measure)
 
 
-def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: int, trace: Any, optimizer: str,
+def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: int, trace: Any, optimizer: str,
                   measure: bool) -> Report:
+    size = specs[0].shape
+    spatial = specs[0].image_like  # a receptive field is measured on the first input, if it has a map
+    first_input = next((n.name for n in trace.nodes if n.kind == "input"), None)
     nd = len(size) - 1
     spatial_rank = 2 + nd
     fields: dict[str, FieldState] = {}
@@ -131,7 +144,8 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
                           ("works on parameters only, independent of the input: no per-sample cost",))
         out_shape = node.output_shape
         if node.kind == "input":
-            state = FieldState(ReceptiveField.of_input(nd), standard_axes(spatial_rank, nd))
+            state = (FieldState(ReceptiveField.of_input(nd), standard_axes(spatial_rank, nd))
+                     if spatial and node.name == first_input else FieldState(None, None))
         else:
             ins = [fields[i] for i in node.inputs if i in fields and depends.get(i, False)]
             first_in = _first_map_input(node, fields, depends)
@@ -186,7 +200,7 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
                      "drop --measure (the estimate needs no memory), or use a smaller --input or --batch")
         memory.measured_peak, memory.measured_on = measure_training_peak(model, size, batch, optimizer)
     out = records[-1] if records else None
-    unknown = _unknown_totals(records, trace, fields, depends)
+    unknown = _unknown_totals(records, trace, fields, depends, spatial)
     rf = None
     if "receptive_field" not in unknown:
         # The network's receptive field is that of its last feature map (the units the classifier
@@ -195,7 +209,8 @@ def _build_report(model: nn.Module, label: str, size: tuple[int, ...], batch: in
         if final is not None:
             rf = {"size": final.rf_size, "stride": final.rf_stride, "padding": final.rf_padding}
     return Report(
-        model=label, input_size=list(size), batch=batch, method=trace.method, limitation=trace.limitation,
+        model=label, input_size=list(size), inputs=[s.to_dict() for s in specs], batch=batch, method=trace.method,
+        limitation=trace.limitation,
         layers=records, params=total_params, trainable_params=trainable_params,
         macs=None if "macs" in unknown else sum(r.macs or 0 for r in records),
         flops=None if "flops" in unknown else sum(r.flops or 0 for r in records), activation_bytes=activation_bytes,
@@ -220,7 +235,7 @@ def _names(records: Sequence[LayerRecord], limit: int = 6) -> str:
 
 
 def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, FieldState],
-                    depends: dict[str, bool]) -> dict[str, str]:
+                    depends: dict[str, bool], spatial: bool) -> dict[str, str]:
     """Which totals cannot be given, and why: the honesty rule, in one place."""
     unknown = {}
     no_macs = [r for r in records if r.macs is None]
@@ -230,7 +245,9 @@ def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, Fi
     if no_flops:
         unknown["flops"] = f"no FLOP rate for {_names(no_flops)}"
     output = records[-1] if records else None
-    if trace.method != "fx":
+    if not spatial:
+        pass  # no map to have a field on (token ids, feature vectors): nothing is unknown, there is none
+    elif trace.method != "fx":
         unknown["receptive_field"] = ("the graph was not traced: the forward pass was counted operator by "
                                       "operator, which does not show the branches a field follows")
     elif output is not None and fields[output.name].field is None:
@@ -238,8 +255,14 @@ def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, Fi
         lost = [r for r in records if r.kind not in ("input", "output") and r.rf_size is None
                 and r.output_shape is not None and depends.get(r.name, False)
                 and all(fields[i].field is not None for i in r.inputs if depends.get(i, False))]
-        unknown["receptive_field"] = (f"no receptive-field rule for {_names(lost)}" if lost else
-                                      "the output's receptive field could not be followed through the graph")
+        others = [r.name for r in records if r.kind == "input"][1:]
+        if lost:
+            unknown["receptive_field"] = f"no receptive-field rule for {_names(lost)}"
+        elif others:
+            unknown["receptive_field"] = (f"a field is followed from the first input only, and the output also "
+                                          f"depends on {', '.join(others)}")
+        else:
+            unknown["receptive_field"] = "the output's receptive field could not be followed through the graph"
     return unknown
 
 

@@ -35,7 +35,8 @@ _FREE = {
     _aten.lift_fresh, _aten.detach, _aten.contiguous, _aten.scalar_tensor, _aten.new_empty, _aten.new_zeros,
     _aten.new_ones, _aten.new_full, _aten.masked_fill, _aten.masked_fill_, _aten.bernoulli_, _aten.bernoulli,
     _aten.sym_size, _aten.sym_numel, _aten.sym_stride, _aten.is_nonzero, _aten._local_scalar_dense,
-    _aten.split_with_sizes_copy, _aten.unbind, _aten.one_hot, _aten.tril, _aten.triu, _aten.pixel_shuffle,
+    _aten.split_with_sizes_copy, _aten.unbind, _aten.unsafe_split, _aten.unsafe_chunk, _aten.split,
+    _aten.split_with_sizes, _aten.chunk, _aten.one_hot, _aten.tril, _aten.triu, _aten.pixel_shuffle,
     _aten.channel_shuffle, _aten.native_channel_shuffle, _aten.max_unpool2d, _aten.max_unpool3d,
     _aten.embedding, _aten._unsafe_view, _aten.alias, _aten.rand, _aten.randn, _aten.rand_like, _aten.randn_like,
 }

@@ -93,7 +93,8 @@ class MemoryEstimate:
 @dataclass
 class Report:
     model: str
-    input_size: list[int]
+    input_size: list[int]  # the first input's, without the batch
+    inputs: list[dict[str, Any]]  # every input: name (None: by position), shape, dtype
     batch: int
     method: str
     limitation: str | None
@@ -123,6 +124,7 @@ class Report:
         return {
             "model": self.model,
             "input_size": self.input_size,
+            "inputs": self.inputs,
             "batch": self.batch,
             "method": self.method,
             "limitation": self.limitation,

@@ -25,6 +25,7 @@ from torch import nn
 from torch.func import functional_call
 
 from cnnlab.analysis.aten import AtenCount, counting
+from cnnlab.analysis.inputs import InputSpec, bind_inputs, example_tensors, parse_inputs
 
 __all__ = ["SHAPE_PRESERVING", "Node", "Trace", "trace_model"]
 
@@ -286,23 +287,35 @@ class _MetaInterpreter(torch.fx.Interpreter):
         return result
 
 
-def _fx_trace(model: nn.Module, example: torch.Tensor) -> Trace:
+def _fx_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int) -> Trace:
+    given, defaults = bind_inputs(model, specs)
     was_training = model.training
     model.eval()  # trace the inference graph (auxiliary heads and dropout branches are training-only)
     try:
-        gm = torch.fx.symbolic_trace(model)
+        # Arguments left at their default are traced as those constants, so `if mask is not None` follows them.
+        gm = torch.fx.symbolic_trace(model, concrete_args=defaults or None)
     finally:
         model.train(was_training)
+    examples = dict(zip(given, _flat_examples(list(given.values()), batch), strict=True))
+    values = [examples[n.target] if n.target in examples else defaults.get(n.target, n.args[0] if n.args else None)
+              for n in gm.graph.nodes if n.op == "placeholder"]
     interp = _MetaInterpreter(gm)
     with torch.no_grad():
-        interp.run(example)
+        interp.run(*values)
     return Trace(interp.records, "fx")
+
+
+def _flat_examples(specs: Sequence[InputSpec], batch: int, device: str = "meta",
+                   generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """One example tensor per spec, in the specs' order (names aside)."""
+    plain = [InputSpec(s.shape, s.dtype) for s in specs]
+    return example_tensors(plain, batch, device, generator)[0]
 
 
 SEED = 0  # the sample a model whose control flow needs real values is run on: the same every time
 
 
-def _hook_trace(model: nn.Module, example: torch.Tensor, reason: str) -> Trace:
+def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason: str) -> Trace:
     """Every operator of one forward pass, counted (:mod:`cnnlab.analysis.aten`) and given to the leaf
     module that ran it; the operators run between leaf modules (functional convolutions, adds,
     matrix products) go to one record of their own, so nothing that runs goes uncounted.
@@ -312,9 +325,17 @@ def _hook_trace(model: nn.Module, example: torch.Tensor, reason: str) -> Trace:
     sample drawn with seed ``SEED`` (random weights where the model lives on the meta device),
     and its counts are multiplied by the batch; the report says which input it followed.
     """
-    batch = example.shape[0]
+    given, _defaults = bind_inputs(model, specs)
+    names = list(given)
+    keyword = [s.name is not None for s in given.values()]
+
+    def call(device: str, count: int, generator: torch.Generator | None = None) -> tuple[list[Any], dict[str, Any]]:
+        tensors = _flat_examples(list(given.values()), count, device, generator)
+        args = [t for t, k in zip(tensors, keyword, strict=True) if not k]
+        return args, {n: t for n, t, k in zip(names, tensors, keyword, strict=True) if k}
+
     try:
-        records, out = _hooked_forward(model, example, meta=True)
+        records, out = _hooked_forward(model, *call("meta", batch), meta=True)
         how = "one forward pass on meta tensors"
     except (RuntimeError, NotImplementedError):
         real = model
@@ -326,8 +347,7 @@ def _hook_trace(model: nn.Module, example: torch.Tensor, reason: str) -> Trace:
                 generator = torch.Generator().manual_seed(SEED)
                 for p in real.parameters():
                     p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
-        sample = torch.randn(1, *example.shape[1:], generator=torch.Generator().manual_seed(SEED))
-        records, out = _hooked_forward(real, sample, meta=False)
+        records, out = _hooked_forward(real, *call("cpu", 1, torch.Generator().manual_seed(SEED)), meta=False)
         for rec in records:  # shapes and counts of one sample, scaled to the requested batch
             rec.input_shapes = [(batch, *s[1:]) for s in rec.input_shapes]
             rec.output_shapes = [(batch, *s[1:]) for s in rec.output_shapes]
@@ -337,16 +357,19 @@ def _hook_trace(model: nn.Module, example: torch.Tensor, reason: str) -> Trace:
                f"multiplied by the batch; Python control flow followed that sample, another input may take "
                f"another branch")
     out_shapes = [(batch, *s[1:]) for s in _shapes(out)[:1]]
-    head = Node("x", "input", "x", [], [], [tuple(example.shape)], example.dtype, "")
-    last = records[-1].name if records else "x"
+    heads = [Node(name, "input", name, [], [], [(batch, *spec.shape)], spec.dtype, "") for name, spec in given.items()]
+    first = names[0] if names else "x"
+    for rec in records:
+        rec.inputs = [first if i == "x" else i for i in rec.inputs]
+    last = records[-1].name if records else first
     tail = Node("output", "output", None, [last], out_shapes, out_shapes, _first_dtype(out), "")
-    return Trace([head, *records, tail], "operators",
+    return Trace([*heads, *records, tail], "operators",
                  f"torch.fx could not trace the model ({reason}); every operator of {how} was counted, per leaf "
                  "module, with the operations between modules in one record; the graph's branches are not "
                  "seen, so receptive fields are not analysed")
 
 
-def _hooked_forward(model: nn.Module, example: torch.Tensor, meta: bool) -> tuple[list[Node], Any]:
+def _hooked_forward(model: nn.Module, args: list[Any], kwargs: dict[str, Any], meta: bool) -> tuple[list[Node], Any]:
     records: list[Node] = []
     handles = []
     previous = ["x"]
@@ -384,9 +407,9 @@ def _hooked_forward(model: nn.Module, example: torch.Tensor, meta: bool) -> tupl
                     raise RuntimeError("a TorchScript module runs on real tensors")
                 state = {k: _to_meta(v) for k, v in model.named_parameters()}
                 state.update({k: _to_meta(v) for k, v in model.named_buffers()})
-                out = functional_call(model, state, (example,), strict=False)
+                out = functional_call(model, state, tuple(args), kwargs, strict=False)
             else:
-                out = model(example)
+                out = model(*args, **kwargs)
     finally:
         model.train(was_training)
         for h in handles:
@@ -395,23 +418,22 @@ def _hooked_forward(model: nn.Module, example: torch.Tensor, meta: bool) -> tupl
         records.append(Node(
             name="(between modules)" if not scripted else type(model).__name__, kind="function",
             target="operators between modules" if not scripted else "TorchScript forward",
-            inputs=[records[-1].name if records else "x"], input_shapes=[tuple(example.shape)],
+            inputs=[records[-1].name if records else "x"], input_shapes=_shapes(args)[:1],
             output_shapes=_shapes(out)[:1], dtype=_first_dtype(out), scope="", aten=between,
         ))
     return records, out
 
 
-def trace_model(model: nn.Module, input_size: Sequence[int], batch: int = 1,
-                dtype: torch.dtype = torch.float32) -> Trace:
-    """Trace ``model`` on a meta input of shape (batch, *input_size)."""
-    example = torch.empty(batch, *input_size, device="meta", dtype=dtype)
+def trace_model(model: nn.Module, inputs: Sequence[int] | Sequence[InputSpec], batch: int = 1) -> Trace:
+    """Trace ``model`` on meta inputs: one C x H x W size, or several :class:`InputSpec` (batch left out)."""
+    specs = parse_inputs(list(inputs))
     if isinstance(model, torch.jit.ScriptModule):
-        return _hook_trace(model, example, "a TorchScript module has no Python code to trace")
+        return _hook_trace(model, specs, batch, "a TorchScript module has no Python code to trace")
     try:
-        return _fx_trace(model, example)
+        return _fx_trace(model, specs, batch)
     except (torch.fx.proxy.TraceError, TypeError, NotImplementedError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return _hook_trace(model, example, reason[:160])
+        return _hook_trace(model, specs, batch, reason[:160])
 
 
 # Operations that only re-label memory: no arithmetic, no new activation.

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from cnnlab.analysis import fold
+from cnnlab.analysis.inputs import parse_inputs
 from cnnlab.analysis.render import human_bytes, markdown_table, print_report
 from cnnlab.catalog import catalog
 from cnnlab.cli.args import (
@@ -129,9 +130,20 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_export)
 
 
+def _input_spec(text: str) -> str:
+    """An argparse type: one input in the grammar of cnnlab.analysis.inputs, checked, kept as written."""
+    try:
+        parse_inputs(text)
+    except CnnlabError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--input", type=shape, default=None, help="input CxHxW (default: the model's)")
+    p.add_argument("--input", type=_input_spec, action="append", default=None, metavar="INPUT",
+                   help="input without the batch, CxHxW (default: the model's); for other models "
+                        "[NAME=]DIMS[:DTYPE], e.g. 128:int64 or mask=224x224:bool, once per input")
     p.add_argument("--batch", type=BATCH, default=1, help="batch size (default 1)")
     p.add_argument("--depth", type=count(1, example="2"), default=None,
                    help="fold nodes into modules this many levels deep")
