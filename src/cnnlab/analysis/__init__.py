@@ -9,8 +9,10 @@ real compute and no activation memory (see :mod:`cnnlab.analysis.trace`).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -100,6 +102,26 @@ def analyze(
         raise CnnlabError("--measure runs a training step on one image-like input; drop it for this model")
     model, label = _resolve(model_or_name, model_kwargs)
     bind_inputs(model, specs)  # an input forward does not take is one line before anything runs
+    with _collector_paused():
+        return _analyze(model, model_or_name, label, specs, size, single_image, batch, optimizer, measure)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while the graph is built: a full collection over torch's
+    many objects, set off by the analysis's own small ones, costs more than the analysis (0.18 s of
+    0.37 s for ResNet-152 in a fresh process). What the analysis leaves is collected afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _analyze(model: nn.Module, model_or_name: nn.Module | str, label: str, specs: list[InputSpec],
+             size: tuple[int, ...], single_image: bool, batch: int, optimizer: str, measure: bool) -> Report:
     try:
         trace = trace_model(model, specs, batch)
     except (RuntimeError, ValueError, IndexError, AssertionError) as exc:  # the model's own checks assert too
@@ -144,7 +166,7 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
                           ("works on parameters only, independent of the input: no per-sample cost",))
         out_shape = node.output_shape
         if node.kind == "input":
-            state = (FieldState(ReceptiveField.of_input(nd), standard_axes(spatial_rank, nd))
+            state = (FieldState(ReceptiveField.of_input(nd), standard_axes(spatial_rank, nd), grid=tuple(size[1:]))
                      if spatial and node.name == first_input else FieldState(None, None))
         else:
             ins = [fields[i] for i in node.inputs if i in fields and depends.get(i, False)]

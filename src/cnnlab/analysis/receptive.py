@@ -26,6 +26,8 @@ class FieldState:
     field: ReceptiveField | None  # None: unknown
     axes: tuple[int, ...] | None  # where the spatial axes are in the tensor, in order; None: the map collapsed
     misaligned: str | None = None  # why branches disagree, at the node that merges them
+    grid: tuple[int, ...] = ()  # the map's size per spatial axis (kept while its positions are tokens)
+    whole: bool = False  # every unit already sees the whole input (after attention, a global gate)
 
     @property
     def spatial(self) -> bool:
@@ -59,11 +61,14 @@ def merge_fields(fields: list[ReceptiveField]) -> tuple[ReceptiveField, str | No
     return merged, ("; ".join(problems) or None)
 
 
-def _collapsed(field: ReceptiveField, in_shape: tuple[int, ...] | None, axes: tuple[int, ...]) -> ReceptiveField:
-    """The field of a unit that sees the whole map: the last unit's field stretched over every position."""
-    sizes = tuple(in_shape[a] for a in axes) if in_shape is not None else (1,) * len(axes)
-    nd = len(field.size)
-    return field.step(sizes, (1,) * nd, (0,) * nd)
+def _collapsed(state: FieldState) -> ReceptiveField:
+    """The field of a unit that sees the whole map: the first unit's field stretched over every position."""
+    assert state.field is not None
+    if state.whole:
+        return state.field  # nothing more to see
+    nd = len(state.field.size)
+    sizes = state.grid if len(state.grid) == nd else (1,) * nd
+    return state.field.step(sizes, (1,) * nd, (0,) * nd)
 
 
 def propagate(step: RFStep, inputs: list[FieldState], in_shape: tuple[int, ...] | None,
@@ -75,36 +80,43 @@ def propagate(step: RFStep, inputs: list[FieldState], in_shape: tuple[int, ...] 
     if not any(s.spatial for s in known):
         # Every input has collapsed (flatten, global pooling): each of its units already sees the
         # whole input, and no operation after that can widen the field.
-        return FieldState(max((s.field for s in known), key=lambda f: f.size), None)
+        return FieldState(max((s.field for s in known), key=lambda f: f.size), None, whole=True)
     if step.kind == "unknown" or out_shape is None:
         return FieldState(None, None)
     first = next(s for s in known if s.spatial)
-    axes = first.axes
+    axes, grid, whole = first.axes, first.grid, first.whole
     assert axes is not None and first.field is not None
     rank_kept = in_shape is not None and len(out_shape) == len(in_shape)
     if step.kind == "same":
-        return FieldState(first.field, axes if rank_kept else None) if rank_kept else FieldState(None, None)
+        return FieldState(first.field, axes, grid=grid, whole=whole) if rank_kept else FieldState(None, None)
     if step.kind == "lastdim":  # a linear map over the last axis, position by position
         if in_shape is None or len(in_shape) - 1 in axes or not rank_kept:
             return FieldState(None, None)
-        return FieldState(first.field, axes)
+        return FieldState(first.field, axes, grid=grid, whole=whole)
+    if step.kind == "attend":  # every position sees every other: each unit sees the whole map
+        return FieldState(_collapsed(first), axes if rank_kept else None, grid=grid, whole=True)
     if step.kind == "move":
-        moved = step.remap(axes, in_shape, out_shape) if step.remap is not None and in_shape is not None else None
+        moved = step.remap(axes, in_shape, out_shape, grid) if step.remap is not None and in_shape else None
         if moved == "global":
-            return FieldState(_collapsed(first.field, in_shape, axes), None)
-        return FieldState(first.field, moved) if isinstance(moved, tuple) else FieldState(None, None)
+            return FieldState(_collapsed(first), None, whole=True)
+        if not isinstance(moved, tuple):
+            return FieldState(None, None)
+        return FieldState(first.field, moved, grid=grid, whole=whole)
     if step.kind == "step":
-        if in_shape is None or axes != standard_axes(len(in_shape), len(axes)) or not rank_kept:
+        nd = len(first.field.size)
+        if in_shape is None or len(axes) != nd or axes != standard_axes(len(in_shape), nd) or not rank_kept:
             return FieldState(None, None)  # a kernel over axes that are not the map's: no rule
-        return FieldState(first.field.step(step.kernel, step.stride, step.padding), axes)
+        return FieldState(first.field.step(step.kernel, step.stride, step.padding), axes,
+                          grid=tuple(out_shape[a] for a in axes), whole=whole)
     if step.kind == "global":
-        return FieldState(_collapsed(first.field, in_shape, axes), None)
+        return FieldState(_collapsed(first), None, whole=True)
     if step.kind == "merge":
         spatial = [s for s in known if s.spatial]
         collapsed = [s for s in known if not s.spatial]
         if len({s.axes for s in spatial}) > 1:
             return FieldState(None, None)  # maps in different layouts: no rule
         merged, problem = merge_fields([s.field for s in spatial]) if len(spatial) > 1 else (spatial[0].field, None)
+        whole = any(s.whole for s in spatial) or bool(collapsed)
         if collapsed:
             # a gate from a globally pooled tensor scales the map: each unit now depends on every
             # input pixel, so the field is the gate's (the whole input) where it is the larger
@@ -113,5 +125,5 @@ def propagate(step: RFStep, inputs: list[FieldState], in_shape: tuple[int, ...] 
                 c = merged.center(0)
                 pad = tuple(int((r - 1) / 2 - x) for r, x in zip(whole.size, c, strict=True))
                 merged = ReceptiveField(whole.size, merged.stride, pad)
-        return FieldState(merged, axes if rank_kept else None, problem)
+        return FieldState(merged, axes if rank_kept else None, problem, grid, whole)
     return FieldState(None, None)

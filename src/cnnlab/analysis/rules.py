@@ -44,46 +44,55 @@ class RFStep:
     (add/cat/product of branches), "global" (the whole map collapses: flatten, global pooling),
     "lastdim" (a linear map over the last axis at every position: fine while that axis is not
     spatial), "move" (the spatial axes move: permute, transpose, reshape; ``remap`` gives their
-    new positions from the old ones and the shapes, or "global", or None when it cannot tell),
-    "unknown" (no rule).
+    new positions from the old ones, the shapes and the map's grid, or "global", or None when it
+    cannot tell), "attend" (attention: every position sees every other, so every unit sees all
+    that the positions see), "unknown" (no rule).
     """
 
     kind: str
     kernel: tuple[int, ...] = ()
     stride: tuple[int, ...] = ()
     padding: tuple[int, ...] = ()
-    remap: Callable[[tuple[int, ...], tuple[int, ...], tuple[int, ...]], Any] | None = None
+    remap: Callable[[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]], Any] | None = None
 
 
 SAME = RFStep("same")
 MERGE = RFStep("merge")
 GLOBAL = RFStep("global")
 LASTDIM = RFStep("lastdim")
+ATTEND = RFStep("attend")
 UNKNOWN = RFStep("unknown")
 
 
-def _reshaped(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...]) -> tuple[int, ...] | str | None:
-    """Where a reshape (view, flatten, unflatten, squeeze, unsqueeze, a chunk) puts the spatial axes.
+def _reshaped(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...],
+              grid: tuple[int, ...]) -> tuple[int, ...] | str | None:
+    """Where a reshape (view, flatten, unflatten, squeeze, unsqueeze) puts the spatial axes.
 
-    They keep their meaning when they stay one block of the same sizes with as many elements
-    before and after it (channel shuffles, channel splits, a batch of groups); flattening them
-    into a vector collapses the map ("global"); merging them into one axis of tokens has no rule.
+    They keep their meaning when they stay one block with as many elements before and after it:
+    as the same axes (channel shuffles, a batch of groups), merged into one axis of tokens (a
+    vision transformer's patches), or a token axis unfolded back into the map's ``grid``.
+    Flattening them into a vector collapses the map ("global").
     """
+    if tuple(o) == tuple(i):
+        return axes
     if list(axes) != list(range(axes[0], axes[-1] + 1)):
         return None
     block = tuple(i[axes[0]: axes[-1] + 1])
     before, after = math.prod(i[: axes[0]]), math.prod(i[axes[-1] + 1:])
-    for k in range(len(o) - len(block) + 1):
-        if tuple(o[k: k + len(block)]) == block and math.prod(o[:k]) == before and \
-                math.prod(o[k + len(block):]) == after:
-            return tuple(range(k, k + len(block)))
+    for shape in dict.fromkeys((block, (math.prod(block),), tuple(grid))):  # same axes, tokens, the map again
+        if math.prod(shape) != math.prod(block):
+            continue
+        for k in range(len(o) - len(shape) + 1):
+            if tuple(o[k: k + len(shape)]) == shape and math.prod(o[:k]) == before and \
+                    math.prod(o[k + len(shape):]) == after:
+                return tuple(range(k, k + len(shape)))
     return "global" if len(o) <= 2 < len(i) else None
 
 
 RESHAPE = RFStep("move", remap=_reshaped)
 
 
-def _kept(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...]) -> tuple[int, ...] | None:
+def _kept(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...], grid: tuple[int, ...]) -> tuple[int, ...] | None:
     """A split, chunk, narrow or selection along other axes: the spatial axes stay where they are."""
     return axes if len(o) == len(i) and all(o[a] == i[a] for a in axes) else None
 
@@ -92,7 +101,7 @@ SPLIT = RFStep("move", remap=_kept)
 
 
 def _permuted(dims: Sequence[int]) -> RFStep:
-    def remap(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...]) -> tuple[int, ...] | None:
+    def remap(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...], grid: tuple[int, ...]) -> Any:
         order = [d % len(i) for d in dims]
         if sorted(order) != list(range(len(i))):
             return None
@@ -102,7 +111,7 @@ def _permuted(dims: Sequence[int]) -> RFStep:
 
 
 def _transposed(d0: int, d1: int) -> RFStep:
-    def remap(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...]) -> tuple[int, ...]:
+    def remap(axes: tuple[int, ...], i: tuple[int, ...], o: tuple[int, ...], grid: tuple[int, ...]) -> Any:
         a, b = d0 % len(i), d1 % len(i)
         return tuple(b if x == a else a if x == b else x for x in axes)
 
@@ -455,8 +464,16 @@ def rule_for(node: Node) -> OpInfo:
     if node.aten is None:  # nothing seen it run: its costs are unknown, never a silent zero
         return OpInfo(info.op, None, None, UNKNOWN, False, ("no counting rule for this operation",))
     count = node.aten
-    return OpInfo(info.op, count.macs, count.flops, UNKNOWN, True,
-                  (*count.lines(), "receptive field: no rule for this operation"))
+    attention = _is_attention(node)
+    return OpInfo(info.op, count.macs, count.flops, ATTEND if attention else UNKNOWN, True,
+                  (*count.lines(), "receptive field: attention, every position sees every other" if attention
+                   else "receptive field: no rule for this operation"))
+
+
+def _is_attention(node: Node) -> bool:
+    """Multi-head attention or scaled dot-product attention over all positions (not windows)."""
+    return (node.kind == "module" and isinstance(node.target, nn.MultiheadAttention)) or (
+        node.kind == "function" and node.target is F.scaled_dot_product_attention)
 
 
 def _own_rule(node: Node) -> OpInfo:
