@@ -506,3 +506,27 @@ def test_inputs_that_do_not_fit_forward_are_one_line(given: str, message: str) -
     with pytest.raises(CnnlabError) as info:
         analyze(Masked(), given)
     assert str(info.value) == message
+
+
+class SplitPadDepth(nn.Module):
+    """torch.split, reflection padding and stochastic depth: no arithmetic, fields by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(2)
+        self.conv = nn.Conv2d(2, 4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torchvision.ops import stochastic_depth
+
+        a, _b = torch.split(x, 2, dim=1)
+        y = self.conv(self.pad(a))
+        return stochastic_depth(y, 0.2, "row", training=False)
+
+
+def test_zero_cost_operations_keep_the_report_complete_and_the_field_exact() -> None:
+    report = analyze(SplitPadDepth(), (4, 16, 16))
+    assert report.complete, report.unknown
+    assert report.macs == 4 * 16 * 16 * 2 * 25  # the 5x5 convolution alone
+    # reflection padding of 2 shifts the field, the 5x5 kernel widens it: r = 5, p = 2
+    assert report.receptive_field == {"size": [5, 5], "stride": [1, 1], "padding": [2, 2]}
