@@ -414,12 +414,41 @@ def test_zero_init_residual_option() -> None:
         ("densenet40_cifar", {"depth": 41}),
         ("densenet_bc100_cifar", {"depth": 42}),
         ("densenet_bc100_cifar", {"small_input": True}),
+        ("plain20", {"shortcut": "B"}),
+        ("plain18", {"zero_init_residual": True}),
+        ("resnet20", {"shortcut": "none", "zero_init_residual": True}),
     ],
 )
 def test_bad_options_raise_one_line_errors(name: str, options: dict[str, object]) -> None:
     with pytest.raises(CnnlabError) as info:
         create_model(name, **options)
     assert "\n" not in str(info.value)
+
+
+# --- Plain networks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
+def test_cifar_plain_networks_have_their_resnets_parameters_and_no_addition(depth: int) -> None:
+    from cnnlab.analysis import analyze
+
+    plain, residual = _meta_model(f"plain{depth}"), _meta_model(f"resnet{depth}")
+    assert _params(plain) == _params(residual)  # shortcut A has no parameters
+    n = (depth - 2) // 6
+    ops = [r.op for r in analyze(plain, (3, 32, 32)).layers]
+    assert "add" not in ops
+    assert [r.op for r in analyze(residual, (3, 32, 32)).layers].count("add") == 3 * n  # one per block
+    same = _meta_model(f"resnet{depth}", shortcut="none").state_dict()
+    assert {k: v.shape for k, v in same.items()} == {k: v.shape for k, v in plain.state_dict().items()}
+
+
+@pytest.mark.parametrize("depth", [18, 34])
+def test_imagenet_plain_networks_lack_only_the_projections(depth: int) -> None:
+    # shortcut B projects at the first block of stages 2-4: a 1x1 convolution and its batch norm
+    projections = (64 * 128 + 2 * 128) + (128 * 256 + 2 * 256) + (256 * 512 + 2 * 512)
+    assert projections == 173_824
+    assert _params(_meta_model(f"resnet{depth}")) - _params(_meta_model(f"plain{depth}")) == projections
+    assert all(b.downsample is None and not b.residual for b in _blocks(_meta_model(f"plain{depth}")))
 
 
 # --- DenseNet structure ---------------------------------------------------------------------

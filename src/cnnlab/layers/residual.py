@@ -16,6 +16,8 @@ Shortcut types (He et al. 2015, Section 4.1, "Identity vs. Projection Shortcuts"
 * ``"B"``: a 1x1 projection (conv + BN) only where the shape changes, identity elsewhere.
   torchvision's ResNets use this.
 * ``"C"``: a 1x1 projection in every block.
+* ``"none"``: no shortcut at all: the "plain" networks the paper compares against (Section
+  4.1, Fig. 4; Section 4.2, Fig. 6), the same layers without the addition.
 
 Attribute names follow torchvision (``conv1``, ``bn1``, ..., ``downsample``) so that its
 state_dicts load into the post-activation blocks unchanged. A block has no ``downsample``
@@ -41,7 +43,7 @@ __all__ = [
     "make_shortcut",
 ]
 
-SHORTCUT_TYPES: tuple[str, ...] = ("A", "B", "C")
+SHORTCUT_TYPES: tuple[str, ...] = ("A", "B", "C", "none")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -94,8 +96,10 @@ def make_shortcut(
     blocks project an input that is already normalised and add the result unnormalised.
     """
     if kind not in SHORTCUT_TYPES:
-        raise CnnlabError(f"unknown shortcut type {kind!r}: use one of 'A', 'B', 'C'")
+        raise CnnlabError(f"unknown shortcut type {kind!r}: use one of 'A', 'B', 'C', 'none'")
     changes_shape = stride != 1 or in_channels != out_channels
+    if kind == "none":
+        return None
     if kind == "A" or (kind == "B" and not changes_shape):
         return ZeroPadShortcut(in_channels, out_channels, stride) if changes_shape else None
     conv = conv1x1(in_channels, out_channels, stride)
@@ -120,11 +124,14 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
+        self.residual = shortcut != "none"
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if not self.residual:
+            return self.relu(out)
+        identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
     def zero_init_last(self) -> None:
@@ -161,12 +168,15 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
         self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
+        self.residual = shortcut != "none"
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        if not self.residual:
+            return self.relu(out)
+        identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
     def zero_init_last(self) -> None:
@@ -204,6 +214,7 @@ class PreActBlock(nn.Module):
         self.conv2 = conv3x3(planes, out_channels)
         self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, norm=False)
         self.shortcut_reads_activation = stride != 1 or in_channels != out_channels
+        self.residual = shortcut != "none"
 
     def forward(self, x: Tensor) -> Tensor:
         act = x if self.bn1 is None else self.relu(self.bn1(x))
@@ -212,7 +223,7 @@ class PreActBlock(nn.Module):
             identity = self.downsample(identity)
         out = self.conv1(act)
         out = self.conv2(self.relu(self.bn2(out)))
-        return out + identity
+        return out + identity if self.residual else out
 
     def zero_init_last(self) -> None:
         """No BN ends the branch here, so zero its last convolution instead."""
@@ -249,6 +260,7 @@ class PreActBottleneck(nn.Module):
         self.conv3 = conv1x1(planes, out_channels)
         self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, norm=False)
         self.shortcut_reads_activation = stride != 1 or in_channels != out_channels
+        self.residual = shortcut != "none"
 
     def forward(self, x: Tensor) -> Tensor:
         act = x if self.bn1 is None else self.relu(self.bn1(x))
@@ -258,7 +270,7 @@ class PreActBottleneck(nn.Module):
         out = self.conv1(act)
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.relu(self.bn3(out)))
-        return out + identity
+        return out + identity if self.residual else out
 
     def zero_init_last(self) -> None:
         """No BN ends the branch here, so zero its last convolution instead."""

@@ -15,7 +15,8 @@ Architecture options the builders take as keyword arguments (``create_model`` ov
     ``"v1"``: on the first 1x1, as in the 2015 paper. Basic blocks are the same in both.
 ``shortcut``
     ``"A"`` zero-padded identity, ``"B"`` projection only where the shape changes
-    (default for ImageNet names, torchvision's), ``"C"`` projection everywhere.
+    (default for ImageNet names, torchvision's), ``"C"`` projection everywhere, ``"none"``
+    no shortcut: the paper's plain networks, which the ``plain*`` names fix.
 ``norm_position``
     Where batch norm sits relative to each convolution and the addition.
     ``"post"`` (default): conv-BN(-ReLU), BN before the addition and ReLU after it (2015).
@@ -147,6 +148,9 @@ class ResNet(nn.Module):
             raise CnnlabError(f"need one width per stage: layers={layers}, widths={widths}")
         if min(layers) < 1:
             raise CnnlabError(f"every stage needs at least one block, got layers={layers}")
+        if zero_init_residual and shortcut == "none":
+            raise CnnlabError("zero_init_residual starts each block as its shortcut, and a plain network has "
+                              "none: every block would start at zero; drop zero_init_residual")
         stem_width = widths[0]
         if small_input:
             self.conv1 = conv3x3(in_channels, stem_width)
@@ -246,10 +250,19 @@ def _preact_resnet(
     return _resnet(depth, num_classes, in_channels, small_input, options, f"preact_resnet{depth}")
 
 
-def _cifar_resnet(depth: int, num_classes: int, in_channels: int, given: dict[str, Any]) -> ResNet:
+def _plain(given: dict[str, Any], name: str) -> dict[str, Any]:
+    """The options of a plain network: its own, with no shortcut."""
+    if "shortcut" in given:
+        raise CnnlabError(f"{name} has no shortcuts by definition; for shortcut={given['shortcut']!r} use "
+                          f"{name.replace('plain', 'resnet')}")
+    return {**given, "shortcut": "none"}
+
+
+def _cifar_resnet(depth: int, num_classes: int, in_channels: int, given: dict[str, Any],
+                  name: str | None = None) -> ResNet:
     # Bottleneck-free, so ``version`` would change nothing: not an option here.
     defaults = {k: v for k, v in _OPTIONS.items() if k != "version"} | {"shortcut": "A"}
-    options = resolve_options(f"resnet{depth}", given, defaults)
+    options = resolve_options(name or f"resnet{depth}", given, defaults)
     n = (depth - 2) // 6
     return ResNet(
         _block_type("basic", options["norm_position"]),
@@ -386,3 +399,50 @@ def resnet110(num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> Res
 def resnet1202(num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """CIFAR ResNet-1202 (n=200): 16-32-64 channels, shortcut A, 19.4M parameters."""
     return _cifar_resnet(1202, num_classes, in_channels, kwargs)
+
+
+# Plain networks (He et al. 2015, Section 4.1, Table 1 and Fig. 4; Section 4.2, Fig. 6): the
+# same layers as the ResNets without any shortcut, the baselines whose training error grows
+# with depth (the degradation problem the shortcuts answer).
+
+
+@register_model(family="resnet", paper=_PAPER, min_input=1)
+def plain18(num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any) -> ResNet:
+    """Plain-18: ResNet-18's layers without shortcuts (Table 1, Fig. 4 left), 11.5M parameters."""
+    return _resnet(18, num_classes, in_channels, small_input, _plain(kwargs, "plain18"), "plain18")
+
+
+@register_model(family="resnet", paper=_PAPER, min_input=1)
+def plain34(num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any) -> ResNet:
+    """Plain-34: ResNet-34's layers without shortcuts (Table 1, Fig. 4 left), 21.6M parameters."""
+    return _resnet(34, num_classes, in_channels, small_input, _plain(kwargs, "plain34"), "plain34")
+
+
+@register_model(family="resnet", paper=_PAPER, default_input=(3, 32, 32), min_input=1)
+def plain20(num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> ResNet:
+    """CIFAR plain-20 (n=3): ResNet-20's layers without shortcuts (Fig. 6 left), its parameters."""
+    return _cifar_resnet(20, num_classes, in_channels, _plain(kwargs, "plain20"), "plain20")
+
+
+@register_model(family="resnet", paper=_PAPER, default_input=(3, 32, 32), min_input=1)
+def plain32(num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> ResNet:
+    """CIFAR plain-32 (n=5): ResNet-32's layers without shortcuts (Fig. 6 left), its parameters."""
+    return _cifar_resnet(32, num_classes, in_channels, _plain(kwargs, "plain32"), "plain32")
+
+
+@register_model(family="resnet", paper=_PAPER, default_input=(3, 32, 32), min_input=1)
+def plain44(num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> ResNet:
+    """CIFAR plain-44 (n=7): ResNet-44's layers without shortcuts (Fig. 6 left), its parameters."""
+    return _cifar_resnet(44, num_classes, in_channels, _plain(kwargs, "plain44"), "plain44")
+
+
+@register_model(family="resnet", paper=_PAPER, default_input=(3, 32, 32), min_input=1)
+def plain56(num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> ResNet:
+    """CIFAR plain-56 (n=9): ResNet-56's layers without shortcuts (Fig. 6 left), its parameters."""
+    return _cifar_resnet(56, num_classes, in_channels, _plain(kwargs, "plain56"), "plain56")
+
+
+@register_model(family="resnet", paper=_PAPER, default_input=(3, 32, 32), min_input=1)
+def plain110(num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> ResNet:
+    """CIFAR plain-110 (n=18): ResNet-110's layers without shortcuts (Fig. 6 left), its parameters."""
+    return _cifar_resnet(110, num_classes, in_channels, _plain(kwargs, "plain110"), "plain110")
