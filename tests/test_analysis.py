@@ -469,6 +469,10 @@ def test_token_ids_through_an_lstm_are_counted_every_gate_of_every_step() -> Non
     # the addmm products counted above (fvcore and ptflops count them the same way).
     assert _torch_macs(model, torch.zeros(3, 20, dtype=torch.long)) == head
     assert report.receptive_field is None and "receptive_field" not in report.unknown  # no map, no field
+    assert not report.has_map
+    from cnnlab.analysis.render import report_rows
+
+    assert {row[7] for row in report_rows(report.layers, report.has_map)} == {"-"}  # none, not unknown
 
 
 def test_inputs_by_name_and_defaults_are_followed() -> None:

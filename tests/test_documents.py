@@ -58,6 +58,8 @@ CASES = [
      "/api/layer?input=256x13x13&layer=" + quote("adaptive 6 avg"), None),
     ("layer", ["calc", "pool", "--input", "512x7x7", "--global", "--json"], "GET",
      "/api/layer?input=512x7x7&layer=gmp", None),
+    ("layer", ["calc", "pool", "--input", "512x7x7", "--global", "--mode", "min", "--json"], "GET",
+     "/api/layer?input=512x7x7&layer=gmin", None),
     ("stack", ["calc", "stack", "--input", "1x28x28", *LENET, "--json"], "POST", "/api/stack",
      {"input": "1x28x28", "layers": LENET}),
     ("conv", ["scratch", "explain", "--input", "1,2,3;4,5,6;7,8,9", "--kernel", "1,0;0,-1", "--stride", "1",

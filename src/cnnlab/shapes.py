@@ -778,7 +778,7 @@ STACK_GRAMMAR = """\
 Layer grammar (one quoted string per layer; options in any order):
   conv OUT kK [sS] [pP|psame|pvalid] [dD] [gG] [nobias] [reflect|replicate|circular]
   pool kK [sS] [pP] [dD] [max|avg|min] [ceil]     stride defaults to the kernel
-  gap | gmp                                      global average / max pooling
+  gap | gmp | gmin                               global average / max / min pooling
   adaptive OUT [avg|max]                         e.g. 'adaptive 6x6'
   flatten
   fc OUT [nobias]                                (also: linear OUT)
@@ -838,10 +838,10 @@ def parse_layer(spec: str, input_shape: Sequence[int]) -> LayerResult:
         if positional or "groups" in opts or "bias" in opts or "padding_mode" in opts:
             raise CnnlabError(f"layer {spec!r}: pooling takes only k, s, p, d, max|avg|min and ceil")
         return pool(shape, **opts)
-    if kind in ("gap", "gmp"):
+    if kind in ("gap", "gmp", "gmin"):
         if rest:
             raise bad(rest[0])
-        return global_pool(shape, "avg" if kind == "gap" else "max")
+        return global_pool(shape, {"gap": "avg", "gmp": "max", "gmin": "min"}[kind])
     if kind == "adaptive":
         if not rest:
             raise CnnlabError(f"layer {spec!r} needs an output size, e.g. 'adaptive 6x6'")

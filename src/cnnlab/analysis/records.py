@@ -119,6 +119,12 @@ class Report:
         return not self.unknown
 
     @property
+    def has_map(self) -> bool:
+        """The first input is image-like (channels and spatial axes): a receptive field can exist."""
+        first = self.inputs[0] if self.inputs else {"shape": self.input_size, "dtype": "float32"}
+        return len(first["shape"]) >= 2 and first["dtype"].startswith(("float", "bfloat"))
+
+    @property
     def non_trainable_params(self) -> int:
         return self.params - self.trainable_params
 

@@ -13,9 +13,9 @@ from cnnlab.shapes import fmt_shape
 __all__ = ["compare_document", "compare_rows", "human_bytes", "markdown_table", "print_report", "report_rows"]
 
 
-def _rf(r: LayerRecord) -> str:
-    if r.rf_size is None:
-        return "?" if not r.supported or r.kind not in ("input", "output") else "-"
+def _rf(r: LayerRecord, has_map: bool) -> str:
+    if r.rf_size is None:  # '?': unknown; '-': there is no field (no map to have one on)
+        return "?" if has_map and (not r.supported or r.kind not in ("input", "output")) else "-"
     text = fmt_shape(r.rf_size)
     return text + " (all)" if r.rf_covers_input else text
 
@@ -24,7 +24,7 @@ COLUMNS = [("name", "left"), ("op", "left"), ("output", "left"), ("params", "rig
            ("FLOPs", "right"), ("act", "right"), ("RF", "right"), ("jump", "right"), ("", "left")]
 
 
-def report_rows(layers: Sequence[LayerRecord]) -> list[list[str]]:
+def report_rows(layers: Sequence[LayerRecord], has_map: bool = True) -> list[list[str]]:
     rows = []
     for r in layers:
         if r.kind in ("input", "output"):
@@ -39,7 +39,7 @@ def report_rows(layers: Sequence[LayerRecord]) -> list[list[str]]:
         rows.append([
             r.name, r.op, fmt_shape(r.output_shape) if r.output_shape else "-",
             f"{r.params:,}" if r.params else "", _count(r.macs), _count(r.flops),
-            human_bytes(r.activation_bytes) if r.activation_bytes else "", _rf(r),
+            human_bytes(r.activation_bytes) if r.activation_bytes else "", _rf(r, has_map),
             fmt_shape(r.rf_stride) if r.rf_stride else "", ", ".join(flags),
         ])
     return rows
@@ -86,7 +86,7 @@ def print_report(report: Report, layers: Sequence[LayerRecord], explain: bool = 
 
     title = (f"{report.model} at {report.batch}x{fmt_shape(report.input_size)} "
              f"({report.method} trace)")
-    out.print(table(title, COLUMNS, report_rows(layers)))
+    out.print(table(title, COLUMNS, report_rows(layers, report.has_map)))
     if explain:
         for r in layers:
             if r.explain and r.kind not in ("input", "output"):
@@ -109,7 +109,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 
 def report_markdown(report: Report, layers: Sequence[LayerRecord]) -> str:
     head = [c for c, _ in COLUMNS[:-1]] + ["flags"]
-    body = markdown_table(head, report_rows(layers))
+    body = markdown_table(head, report_rows(layers, report.has_map))
     return f"### {report.model} at {report.batch}x{fmt_shape(report.input_size)}\n\n{body}\n\n" + "\n".join(
         f"- {line}" for line in _summary_lines(report)) + "\n"
 
