@@ -534,3 +534,20 @@ def test_zero_cost_operations_keep_the_report_complete_and_the_field_exact() -> 
     assert report.macs == 4 * 16 * 16 * 2 * 25  # the 5x5 convolution alone
     # reflection padding of 2 shifts the field, the 5x5 kernel widens it: r = 5, p = 2
     assert report.receptive_field == {"size": [5, 5], "stride": [1, 1], "padding": [2, 2]}
+
+
+class Varargs(nn.Module):
+    """forward(*inputs): inputs go in order, as given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return sum(self.conv(x) for x in inputs)
+
+
+def test_a_forward_of_varargs_takes_its_inputs_in_order() -> None:
+    assert analyze(Varargs(), (3, 8, 8)).macs == 4 * 6 * 6 * 27
+    # torch.fx cannot iterate the inputs' tuple: the operator-level fallback counts both
+    assert analyze(Varargs(), "3x8x8,3x8x8").macs == 2 * 4 * 6 * 6 * 27

@@ -107,10 +107,12 @@ def bind_inputs(model: nn.Module, specs: Sequence[InputSpec]) -> tuple[dict[str,
     One line names the mistake: an argument forward does not have, one given twice, one missing.
     """
     try:
-        params = [p for p in inspect.signature(model.forward).parameters.values()
-                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        signature = inspect.signature(model.forward).parameters.values()
     except (TypeError, ValueError):  # no Python signature (TorchScript): positional, as given
         return {f"input{i}": s for i, s in enumerate(specs)}, {}
+    if any(p.kind == p.VAR_POSITIONAL for p in signature) and not any(s.name for s in specs):
+        return {f"input{i}": s for i, s in enumerate(specs)}, {}  # forward(*inputs): as given
+    params = [p for p in signature if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     positional = [s for s in specs if not s.name]
     named = {s.name: s for s in specs if s.name}
     takes = ", ".join(p.name for p in params) or "no arguments"

@@ -297,8 +297,12 @@ def _fx_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int) -> Trace
     finally:
         model.train(was_training)
     examples = dict(zip(given, _flat_examples(list(given.values()), batch), strict=True))
-    values = [examples[n.target] if n.target in examples else defaults.get(n.target, n.args[0] if n.args else None)
-              for n in gm.graph.nodes if n.op == "placeholder"]
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if any(n.target in examples for n in placeholders):
+        values = [examples[n.target] if n.target in examples else defaults.get(n.target, n.args[0] if n.args else None)
+                  for n in placeholders]
+    else:  # forward(*inputs), or no names to match: in order, as given
+        values = list(examples.values())
     interp = _MetaInterpreter(gm)
     with torch.no_grad():
         interp.run(*values)
