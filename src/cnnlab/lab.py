@@ -262,11 +262,10 @@ class Lab:
                               "no model: give a zoo name, path/to/file.py:Name, a checkpoint or a run folder")
         if run:
             folder = RunDir(self.run_dir(run))
-            try:
-                path = folder.weights()
-            except CnnlabError:
+            path = folder.checkpoint()
+            if path is None:
                 raise CnnlabError(f"run {run!r} has no checkpoint yet (best.pt or last.pt): wait for its first "
-                                  "epoch") from None
+                                  "epoch")
             key = ("source", str(path), path.stat().st_mtime_ns)
             cached = self._models.get(key)
             return cached if cached is not None else self._models.put(key, resolve(str(folder.path), ("run",)))
@@ -642,7 +641,7 @@ def _run_summary(run: Any, config: dict[str, Any]) -> dict[str, Any]:
         "status": run.status(),
         "best_val_top1": best,
         "test_top1": test.get("top1") if isinstance(test, dict) else None,
-        "has_checkpoint": any(p.is_file() for p in (run.best, run.last, run.previous)),
+        "has_checkpoint": run.checkpoint() is not None,
         "updated": run.updated(),
     }
 

@@ -337,11 +337,16 @@ class RunDir:
             records.append(record)
         return records
 
+    def checkpoint(self) -> Path | None:
+        """The checkpoint a run's users mean: best.pt (best on validation), else last.pt, else previous.pt;
+        None before the first one."""
+        return next((path for path in (self.best, self.last, self.previous) if path.is_file()), None)
+
     def weights(self) -> Path:
-        """The checkpoint a run's users mean: best.pt (best on validation), else last.pt, else previous.pt."""
-        for path in (self.best, self.last, self.previous):
-            if path.is_file():
-                return path
+        """:meth:`checkpoint`, or one line saying why there is none."""
+        path = self.checkpoint()
+        if path is not None:
+            return path
         if not self.path.is_dir():
             raise CnnlabError(f"{self.path} does not exist: give a run folder or a checkpoint file")
         raise CnnlabError(f"{self.path} holds no checkpoint (best.pt or last.pt) yet: is it a cnnlab run folder, "

@@ -237,7 +237,7 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
         macs=None if "macs" in unknown else sum(r.macs or 0 for r in records),
         flops=None if "flops" in unknown else sum(r.flops or 0 for r in records), activation_bytes=activation_bytes,
         weighted_depth=depth.get(out.name, 0) if out else 0, memory=memory, unsupported=unsupported,
-        misaligned=misaligned, receptive_field=rf, unknown=unknown,
+        misaligned=misaligned, receptive_field=rf, unknown=unknown, has_map=spatial,
     )
 
 

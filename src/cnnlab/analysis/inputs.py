@@ -89,8 +89,8 @@ def parse_inputs(value: Any) -> list[InputSpec]:
 
 
 def example_tensors(specs: Sequence[InputSpec], batch: int, device: str | torch.device = "meta",
-                    generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    """(positional, keyword) tensors of the batch; on a real device, N(0, 1) floats and zero ids or flags."""
+                    generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """One tensor of the batch per spec, in order; on a real device, N(0, 1) floats and zero ids or flags."""
     def make(spec: InputSpec) -> torch.Tensor:
         shape = (batch, *spec.shape)
         if torch.device(device).type == "meta" or not spec.dtype.is_floating_point:
@@ -98,7 +98,7 @@ def example_tensors(specs: Sequence[InputSpec], batch: int, device: str | torch.
             return t if torch.device(device).type == "meta" else t.zero_()
         return torch.randn(shape, generator=generator).to(device=device, dtype=spec.dtype)
 
-    return [make(s) for s in specs if not s.name], {s.name: make(s) for s in specs if s.name}
+    return [make(s) for s in specs]
 
 
 def bind_inputs(model: nn.Module, specs: Sequence[InputSpec]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -112,17 +112,12 @@ class Report:
     misaligned: list[str]
     receptive_field: dict[str, list[int]] | None
     unknown: dict[str, str] = field(default_factory=dict)  # total -> why it is unknown, naming the nodes
+    has_map: bool = True  # the first input is image-like (InputSpec.image_like): a receptive field can exist
 
     @property
     def complete(self) -> bool:
         """Every total is known."""
         return not self.unknown
-
-    @property
-    def has_map(self) -> bool:
-        """The first input is image-like (channels and spatial axes): a receptive field can exist."""
-        first = self.inputs[0] if self.inputs else {"shape": self.input_size, "dtype": "float32"}
-        return len(first["shape"]) >= 2 and first["dtype"].startswith(("float", "bfloat"))
 
     @property
     def non_trainable_params(self) -> int:

@@ -296,7 +296,7 @@ def _fx_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int) -> Trace
         gm = torch.fx.symbolic_trace(model, concrete_args=defaults or None)
     finally:
         model.train(was_training)
-    examples = dict(zip(given, _flat_examples(list(given.values()), batch), strict=True))
+    examples = dict(zip(given, example_tensors(list(given.values()), batch), strict=True))
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if any(n.target in examples for n in placeholders):
         values = [examples[n.target] if n.target in examples else defaults.get(n.target, n.args[0] if n.args else None)
@@ -307,13 +307,6 @@ def _fx_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int) -> Trace
     with torch.no_grad():
         interp.run(*values)
     return Trace(interp.records, "fx")
-
-
-def _flat_examples(specs: Sequence[InputSpec], batch: int, device: str = "meta",
-                   generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    """One example tensor per spec, in the specs' order (names aside)."""
-    plain = [InputSpec(s.shape, s.dtype) for s in specs]
-    return example_tensors(plain, batch, device, generator)[0]
 
 
 SEED = 0  # the sample a model whose control flow needs real values is run on: the same every time
@@ -334,7 +327,7 @@ def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason
     keyword = [s.name is not None for s in given.values()]
 
     def call(device: str, count: int, generator: torch.Generator | None = None) -> tuple[list[Any], dict[str, Any]]:
-        tensors = _flat_examples(list(given.values()), count, device, generator)
+        tensors = example_tensors(list(given.values()), count, device, generator)
         args = [t for t, k in zip(tensors, keyword, strict=True) if not k]
         return args, {n: t for n, t, k in zip(names, tensors, keyword, strict=True) if k}
 
