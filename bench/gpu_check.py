@@ -24,7 +24,7 @@ def run(model: str, options: dict, fast: bool, epochs: int, out: str) -> dict:
 
     cfg = override(get_recipe("resnet20-fashion-mnist"), dict(
         model=model, model_options=options, epochs=epochs, device="cuda", out=out,
-        name=f"{model}-{'fast' if fast else 'fp32'}", amp="bf16" if fast else "none", channels_last=fast,
+        name=f"{model}-{'fast' if fast else 'fp32'}", precision="bf16" if fast else "fp32", channels_last=fast,
         compile=fast, log_every=100))
     start = time.perf_counter()
     result = fit(cfg, quiet=True, overwrite=True)

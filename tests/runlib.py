@@ -20,6 +20,16 @@ TINY = ["--dataset", "mnist-5k", "--limit", "500", "--epochs", "2", "--batch-siz
         "--checkpoint-every", "4", "--log-every", "5"]
 
 
+def small_config(tmp_path: Path, **changes: Any) -> Any:
+    """LeNet-5 on 1,000 images of the MNIST 5k subset: a run takes about a second."""
+    from cnnlab.train.config import override
+    from cnnlab.train.recipes import get_recipe
+
+    base = dict(dataset="mnist-5k", limit=1000, epochs=2, batch_size=50, eval_batch_size=500, log_every=5,
+                out=str(tmp_path), device="cpu", lr=0.05)
+    return override(get_recipe("lenet5-mnist"), {**base, **changes})
+
+
 def untimed(value: Any) -> Any:
     """``value`` without wall-clock fields and without the run's own folder (named in out, run_dir, summary)."""
     if isinstance(value, dict):

@@ -211,7 +211,7 @@ TRAIN_BAD: dict[str, dict[str, str]] = {
     "cutout": {"negative": "-1", "huge": "100000"},
     "optimizer": {"bogus": "adam2", "empty": ""},
     "schedule": {"bogus": "linear", "empty": ""},
-    "amp": {"bogus": "fp8"},
+    "precision": {"bogus": "fp8", "empty": ""},
     "workers": {"negative": "-1", "huge": "1000"},
     "seed": {"negative": "-1", "huge": HUGE, "text": "abc"},
     "seeds": {"zero": "0", "negative": "-1", "huge": "100000"},
@@ -247,7 +247,7 @@ def _train() -> Iterator[pytest.param]:  # type: ignore[type-arg]
         yield _case(f"train--milestones={kind}", *base, "--schedule", "multistep", "--milestones", value)
     yield _case("train-multistep-without-milestones", *base, "--schedule", "multistep", "--milestones", "")
     yield _case("train--step-size=zero", *base, "--schedule", "step", "--step-size", "0")
-    yield _case("train--amp=fp16-on-cpu", *base, "--amp", "fp16", "--device", "cpu")
+    yield _case("train--precision=fp16-on-cpu", *base, "--precision", "fp16", "--device", "cpu")
     yield _case("train--seed-plus-seeds-overflow", *base, "--seed", str(2**63 - 1), "--seeds", "2")
     yield _case("train--epochs=zero-show-config", *base, "--epochs", "0", "--show-config")
     for name, value in {"num-classes": "num_classes=5", "in-channels": "in_channels=3", "unknown": "bogus=1",

@@ -17,7 +17,7 @@ from cnnlab.cli.present import emit, plain, report_run, show_table
 from cnnlab.console import err, out
 from cnnlab.errors import CnnlabError
 from cnnlab.lab import Lab
-from cnnlab.train.config import FIELD_HELP, TrainConfig, override
+from cnnlab.train.config import FIELD_HELP, PRECISIONS, TrainConfig, override
 from cnnlab.train.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 
 # TrainConfig fields that have no flag of their own (--recipe and --set stand for two of them).
@@ -145,13 +145,15 @@ def _eval(args: argparse.Namespace) -> None:
     from cnnlab.train.inference import evaluate_checkpoint
 
     checkpoint = checkpoint_of(args.run, "cnnlab eval")
-    result = evaluate_checkpoint(checkpoint, args.split, args.data, args.data_root, args.batch_size, args.device)
+    result = evaluate_checkpoint(checkpoint, args.split, args.data, args.data_root, args.batch_size, args.device,
+                                 args.precision)
     emit(result, args.json, _print_eval)
 
 
 def _print_eval(result: dict[str, Any]) -> None:
     out.print(f"{result['model']} on {result['dataset']} {result['split']} ({result['samples']:,} images): "
-              f"top-1 {result['top1']:.2%}, top-5 {result['top5']:.2%}, loss {result['loss']:.4f}")
+              f"top-1 {result['top1']:.2%}, top-5 {result['top5']:.2%}, loss {result['loss']:.4f} "
+              f"[{result['precision']['precision']}]", markup=False)
     show_table("per class", [("class", "left"), ("accuracy", "right")],
                [[name, f"{acc:.2%}"] for name, acc in result["per_class"].items()])
     out.print("confusion matrix (rows: true class, columns: predicted) in --json")
@@ -179,7 +181,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + name.replace("_", "-")
         help_text = FIELD_HELP.get(name, "")
-        if hints[name] is bool:
+        if hints[name] in (bool, bool | None):
             p.add_argument(flag, dest=f"cfg_{name}", action=argparse.BooleanOptionalAction, default=None,
                            help=help_text)
         else:
@@ -220,6 +222,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder to read the data from")
     p.add_argument("--batch-size", type=BATCH, default=1000)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="as in training: auto is bf16 where the hardware does it natively, else fp32")
     add_json_flag(p)
     p.set_defaults(func=_eval)
 

@@ -115,13 +115,59 @@ _MNIST_VAL_TEXT = (
 _MNIST_CACHE: dict[tuple[str, int, int], list[_Pair]] = {}
 
 
+def _decoded_file(key: tuple[str, int, int]) -> Path:
+    """Where the uint8 arrays decoded from one MNIST pickle are kept between processes."""
+    import hashlib
+
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "cnnlab" / "decoded" / f"mnist-{digest}.npz"
+
+
+def _load_decoded(file: Path) -> list[_Pair] | None:
+    """The arrays of a decoded file if it is whole and has MNIST's shapes; None otherwise (then decode again)."""
+    import numpy as np
+
+    try:
+        with np.load(file, allow_pickle=False) as z:  # plain arrays only: nothing in it can run code
+            parts = [(torch.from_numpy(z[f"x{i}"]), torch.from_numpy(z[f"y{i}"])) for i in range(3)]
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+    for x, y in parts:
+        if x.dtype != torch.uint8 or y.dtype != torch.int64 or x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28) \
+                or len(x) != len(y):
+            return None
+    return parts
+
+
+def _save_decoded(file: Path, parts: list[_Pair]) -> None:
+    import numpy as np
+
+    from cnnlab.atomic import atomic_write
+
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(file) as tmp, tmp.open("wb") as f:
+            np.savez(f, **{f"{k}{i}": t.numpy() for i, pair in enumerate(parts) for k, t in zip("xy", pair, strict=True)})
+    except (OSError, CnnlabError):
+        pass  # a read-only home: decode again next time, nothing else changes
+
+
 def _read_mnist_pickle_cached(path: Path) -> list[_Pair]:
-    """read_mnist_pickle, decoded once per process (1-2 s) and handed out as fresh copies."""
+    """read_mnist_pickle, decoded once (1-2 s) and kept as uint8 arrays in the user's cache and in memory.
+
+    The key is the pickle's path, size and modification time, so a changed file is decoded anew.
+    """
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _MNIST_CACHE:
         _MNIST_CACHE.clear()
-        _MNIST_CACHE[key] = read_mnist_pickle(path)
+        file = _decoded_file(key)
+        parts = _load_decoded(file)
+        if parts is None:
+            parts = read_mnist_pickle(path)
+            _save_decoded(file, parts)
+        _MNIST_CACHE[key] = parts
     return [(x.clone(), y.clone()) for x, y in _MNIST_CACHE[key]]
 
 

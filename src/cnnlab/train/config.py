@@ -20,7 +20,7 @@ __all__ = ["FIELD_HELP", "TrainConfig", "check_device", "config_from_dict", "ove
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
-AMP = ("none", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ADAPT_MODES = ("pad", "resize")
 
 
@@ -72,8 +72,9 @@ class TrainConfig:
     aux_weight: float | None = opt(None, "auxiliary-classifier loss weight; None: the model's own (GoogLeNet paper: 0.3)")
     grad_clip: float | None = opt(None, "clip the global gradient norm to this")
     # speed
-    amp: str = opt("none", "none | bf16 | fp16 (mixed precision on CUDA; bf16 also on CPU)")
-    channels_last: bool = opt(False, "NHWC memory layout (faster convolutions on recent GPUs)")
+    precision: str = opt("auto", "auto | fp32 | bf16 | fp16: auto is bf16 autocast where the hardware does bf16 "
+                                 "natively (CPUs with AMX or AVX512-BF16, CUDA with bf16), else fp32")
+    channels_last: bool | None = opt(None, "NHWC memory layout (default: on with bf16/fp16, off with fp32)")
     compile: bool = opt(False, "torch.compile the model")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     workers: int = opt(4, "DataLoader workers for image folders")
@@ -146,7 +147,7 @@ def _is_number(value: Any) -> bool:
 
 def _problems(cfg: TrainConfig) -> Iterator[str]:
     """Every reason ``cfg`` cannot train, cheapest first (the first one is reported)."""
-    for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("amp", AMP),
+    for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS),
                           ("adapt_mode", ADAPT_MODES)):
         if getattr(cfg, name) not in choices:
             yield f"{_flag(name)} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}"
@@ -178,8 +179,8 @@ def _problems(cfg: TrainConfig) -> Iterator[str]:
         yield f"--seed {cfg.seed} with --seeds {cfg.seeds} runs past the largest seed 2**63-1: use a smaller --seed"
     if not isinstance(cfg.out, str) or not cfg.out.strip():
         yield "--out must name a folder for the runs, e.g. --out runs"
-    if cfg.amp == "fp16" and cfg.device == "cpu":
-        yield "--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or none"
+    if cfg.precision == "fp16" and cfg.device == "cpu":
+        yield "--precision fp16 needs a CUDA device; on the CPU use --precision bf16 or fp32"
     for key, why in (("num_classes", "the dataset fixes the number of classes"),
                      ("in_channels", "the dataset fixes the input channels (convert them with --adapt-channels)")):
         if key in cfg.model_options:
@@ -324,6 +325,17 @@ def override(config: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
     return dataclasses.replace(config, **updates)
 
 
+# Keys of configs saved by earlier versions, and what they became.
+_RENAMED_AMP = {"none": "fp32", "bf16": "bf16", "fp16": "fp16"}
+
+
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Rebuild a config saved with ``to_dict`` (unknown keys from other versions are refused)."""
+    """Rebuild a config saved with ``to_dict`` (unknown keys from other versions are refused).
+
+    A config saved before ``precision`` existed says ``amp`` (none|bf16|fp16) and a
+    ``channels_last`` flag; it is read as the precision it asked for.
+    """
+    data = dict(data)
+    if "amp" in data and "precision" not in data:
+        data["precision"] = _RENAMED_AMP.get(str(data.pop("amp")), "fp32")
     return override(TrainConfig(), data)

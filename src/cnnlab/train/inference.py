@@ -25,14 +25,17 @@ def checkpoint_path(run_or_checkpoint: str | Path) -> Path:
 
 
 def evaluate_checkpoint(run_or_checkpoint: str | Path, split: str = "test", dataset: str | None = None,
-                        data_root: str | None = None, batch_size: int = 1000, device: str = "cpu") -> dict[str, Any]:
+                        data_root: str | None = None, batch_size: int = 1000, device: str = "cpu",
+                        precision: str = "auto") -> dict[str, Any]:
     """Top-1, top-5, per-class accuracy and the confusion matrix of a checkpoint on a split.
 
     The data are read and adapted as the run that wrote the checkpoint read them, unless
-    ``dataset``/``data_root`` name others (with the same image size and classes).
+    ``dataset``/``data_root`` name others (with the same image size and classes). ``precision``
+    follows training's rule (:func:`cnnlab.train.precision.resolve`); the answer says what it used.
     """
     from cnnlab.data import Split, TensorLoader, folder_loader
     from cnnlab.train.loop import evaluate, load_data
+    from cnnlab.train.precision import resolve
 
     if split not in ("test", "val", "train"):
         raise CnnlabError(f"split must be test, val or train, got {split!r}")
@@ -54,16 +57,20 @@ def evaluate_checkpoint(run_or_checkpoint: str | Path, split: str = "test", data
     if len(classes) != len(ds.classes):
         raise CnnlabError(f"the checkpoint knows {len(classes)} classes but {ds.name} has {len(ds.classes)}")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    chosen = resolve(precision, None, dev)
     model.to(dev)
+    if chosen.channels_last:
+        model.to(memory_format=torch.channels_last)
     mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]
     if isinstance(data, Split):
-        loader = TensorLoader(data, batch_size, shuffle=False, augment=None, mean=mean, std=std, device=dev)
+        loader = TensorLoader(data, batch_size, shuffle=False, augment=None, mean=mean, std=std, device=dev,
+                              channels_last=chosen.channels_last)
     else:
         loader = folder_loader(data, batch_size, shuffle=False, workers=2, seed=0, rank=0, world_size=1, device=dev)
-    result = evaluate(model, loader, len(classes), dev, confusion=True)
+    result = evaluate(model, loader, len(classes), dev, precision=chosen, confusion=True)
     result["per_class"] = {name: acc for name, acc in zip(classes, result["per_class"], strict=True)}
     return {"checkpoint": str(path), "model": ckpt["model"]["name"], "dataset": ds.name, "split": split,
-            "classes": classes, **result}
+            "classes": classes, "precision": chosen.to_dict(), **result}
 
 
 def load_image(path: str | Path) -> torch.Tensor:

@@ -9,6 +9,7 @@ run that is interrupted and resumed ends with exactly the weights of one that wa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
 import os
@@ -31,6 +32,7 @@ from cnnlab.runs import RunDir
 from cnnlab.shapes import fmt_shape
 from cnnlab.train.config import TrainConfig, config_from_dict
 from cnnlab.train.distributed import DistEnv, all_reduce_sum, barrier, init_distributed, shutdown
+from cnnlab.train.precision import Precision, resolve
 from cnnlab.train.progress import Progress, fmt_duration
 
 __all__ = ["RunResult", "build_optimizer", "evaluate", "fit", "fit_seeds", "load_data", "lr_factor"]
@@ -115,16 +117,20 @@ def _logits(output: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Any, num_classes: int, device: torch.device, env: DistEnv | None = None,
-             amp: str = "none", confusion: bool = False) -> dict[str, Any]:
-    """Loss, top-1, top-5 and per-class accuracy (and the confusion matrix) over a loader."""
+             precision: Precision | None = None, confusion: bool = False) -> dict[str, Any]:
+    """Loss, top-1, top-5 and per-class accuracy (and the confusion matrix) over a loader.
+
+    The forward passes run in ``precision``'s autocast (fp32 when None); the sums are fp32/int64.
+    """
     env = env or DistEnv()
+    precision = precision or Precision("fp32", False, "asked for")
     model.eval()
     matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top5 = torch.zeros((), dtype=torch.int64, device=device)
     k = min(5, num_classes)
     for x, y in loader:
-        with _autocast(device, amp):
+        with precision.autocast(device):
             logits = _logits(model(x)).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         pred = logits.argmax(1)
@@ -158,15 +164,6 @@ def _device(name: str, env_local_rank: int) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CnnlabError("--device cuda asked for, but torch sees no CUDA device: use --device cpu")
     return device
-
-
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    if device.type != "cuda" and amp == "fp16":
-        raise CnnlabError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or none")
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -389,6 +386,9 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     _seed_everything(cfg.seed + env.rank)
+    # The run records what it uses, not what it was asked: config.json says bf16 or fp32, never auto.
+    precision = resolve(cfg.precision, cfg.channels_last, device)
+    cfg = dataclasses.replace(cfg, precision=precision.name, channels_last=precision.channels_last)
     ds = load_data(cfg)
     model, model_kwargs = _build_model(cfg, ds)
     model.to(device)
@@ -409,7 +409,7 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
     optimizer = build_optimizer(base, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")
     aux_weight = cfg.aux_weight if cfg.aux_weight is not None else float(getattr(base, "aux_weight", 0.0))
     state = {"epoch": 0, "step": 0, "best_top1": -1.0, "best_epoch": None, "history": [], "partial": None}
     if ckpt:
@@ -442,7 +442,7 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
         run.write_config(cfg.to_json())
         run.write_metrics(state["history"])
     writer = _tensorboard(cfg, run, env)
-    summary = _summary_lines(cfg, ds, base, device, env, total_steps, epochs, run_dir)
+    summary = _summary_lines(cfg, ds, base, device, env, total_steps, epochs, run_dir, precision)
     progress = Progress(env.is_main and not quiet, total_steps, epochs, start_step=state["step"])
     if note:
         progress.message(note)
@@ -497,7 +497,7 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
             t_epoch = time.perf_counter()
             if state["step"] < epoch_end:
                 for x, y in train_loader:
-                    with _autocast(device, cfg.amp):
+                    with precision.autocast(device):
                         output = model(x)
                         loss, logits = _loss(output, y, cfg, aux_weight)
                     optimizer.zero_grad(set_to_none=True)
@@ -544,7 +544,7 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
             p = state["partial"]
             totals = torch.tensor([p["loss"], p["correct"], p["seen"]], dtype=torch.float64, device=device)
             all_reduce_sum(totals, env)
-            val = evaluate(model, val_loader, len(ds.classes), device, env, cfg.amp) if val_loader else None
+            val = evaluate(model, val_loader, len(ds.classes), device, env, precision) if val_loader else None
             record = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(totals[0] / totals[2]),
                       "train_top1": float(totals[1] / totals[2]), "val_loss": val and val["loss"],
                       "val_top1": val and val["top1"], "val_top5": val and val["top5"],
@@ -576,7 +576,7 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
     if status == "finished" and test_loader is not None:
         # Every rank reads the best weights (a multi-node run keeps --out on shared storage).
         base.load_state_dict(load_checkpoint(run.best)["state_dict"])
-        test = evaluate(model, test_loader, len(ds.classes), device, env, cfg.amp, confusion=False)
+        test = evaluate(model, test_loader, len(ds.classes), device, env, precision, confusion=False)
         test = {k: v for k, v in test.items() if k != "per_class"}
     best_val = None
     if state["best_epoch"] is not None:
@@ -589,7 +589,7 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
 
 
 def _summary_lines(cfg: TrainConfig, ds: Any, model: nn.Module, device: torch.device, env: DistEnv,
-                   total_steps: int, epochs: int, run_dir: Path) -> list[str]:
+                   total_steps: int, epochs: int, run_dir: Path, precision: Precision) -> list[str]:
     params = sum(p.numel() for p in model.parameters())
     lines = [
         f"run {run_dir} | recipe {cfg.recipe}",
@@ -598,7 +598,8 @@ def _summary_lines(cfg: TrainConfig, ds: Any, model: nn.Module, device: torch.de
         f"{ds.in_channels}x{ds.image_size[0]}x{ds.image_size[1]} ({ds.val_source})",
         f"{total_steps:,} steps ({epochs} epochs) of batch {cfg.batch_size} on {device}"
         + (f" x {env.world_size} processes ({env.backend})" if env.enabled else "")
-        + f" | {cfg.optimizer} lr {cfg.lr:g} {cfg.schedule}" + (f" amp {cfg.amp}" if cfg.amp != "none" else ""),
+        + f" | {cfg.optimizer} lr {cfg.lr:g} {cfg.schedule}",
+        f"precision {precision.describe()}",
     ]
     lines += [f"adaptation: {a}" for a in ds.adaptation]
     return lines

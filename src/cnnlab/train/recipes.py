@@ -44,9 +44,9 @@ RECIPES: dict[str, TrainConfig] = {
         TrainConfig(
             recipe="lenet5-mnist",
             source=("cnnlab's CPU recipe for the modern LeNet-5 (ReLU, max pooling): official 50k/10k "
-                    "train/validation split, SGD with Nesterov momentum and a one-cycle schedule; reaches "
-                    "99% test accuracy in about a minute on 2 CPU cores"),
-            model="lenet5", dataset="mnist", epochs=6, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
+                    "train/validation split, SGD with Nesterov momentum and a one-cycle schedule over 4 epochs; reaches "
+                    "99% test accuracy in well under a minute on 2 CPU cores"),
+            model="lenet5", dataset="mnist", epochs=4, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
             nesterov=True, weight_decay=5e-4, schedule="onecycle", log_every=100,
         ),
         TrainConfig(
