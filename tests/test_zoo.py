@@ -21,7 +21,7 @@ from cnnlab.models.inputs import check_input, smallest_input
 from cnnlab.models.weights import load_weights, read_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
-FAMILIES = {"lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet"}
+FAMILIES = {"lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "kernels"}
 # Too heavy for a real CPU forward in the default run (checked on the meta device instead).
 HEAVY = {"resnet1202"}
 

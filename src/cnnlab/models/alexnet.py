@@ -76,7 +76,7 @@ def _first_pool(small_input: bool) -> nn.Module:
 
 
 def _torchvision_alexnet(
-    num_classes: int, in_channels: int, small_input: bool, dropout: float
+    num_classes: int, in_channels: int, small_input: bool, dropout: float, fc_width: int = 4096
 ) -> AlexNet:
     features = nn.Sequential(
         _first_conv(in_channels, 64, small_input, kernel=11, padding=2),  # N x 64 x 55 x 55
@@ -96,18 +96,18 @@ def _torchvision_alexnet(
     # torchvision drops out the *inputs* of fc6 and fc7 (the 2012 paper: the outputs of fc6/fc7).
     classifier = nn.Sequential(
         nn.Dropout(dropout),
-        nn.Linear(256 * 6 * 6, 4096),
+        nn.Linear(256 * 6 * 6, fc_width),
         nn.ReLU(),
         nn.Dropout(dropout),
-        nn.Linear(4096, 4096),
+        nn.Linear(fc_width, fc_width),
         nn.ReLU(),
-        nn.Linear(4096, num_classes),
+        nn.Linear(fc_width, num_classes),
     )
     return AlexNet(features, classifier)
 
 
 def _paper_alexnet(
-    num_classes: int, in_channels: int, small_input: bool, dropout: float
+    num_classes: int, in_channels: int, small_input: bool, dropout: float, fc_width: int = 4096
 ) -> AlexNet:
     # The paper's "224x224" input only gives its 55x55 conv1 maps at 227x227 with no padding:
     # floor((227 - 11) / 4) + 1 = 55.
@@ -129,13 +129,13 @@ def _paper_alexnet(
         nn.MaxPool2d(3, stride=2),  # N x 256 x 6 x 6
     )
     classifier = nn.Sequential(
-        nn.Linear(256 * 6 * 6, 4096),
+        nn.Linear(256 * 6 * 6, fc_width),
         nn.ReLU(),
         nn.Dropout(dropout),
-        nn.Linear(4096, 4096),
+        nn.Linear(fc_width, fc_width),
         nn.ReLU(),
         nn.Dropout(dropout),
-        nn.Linear(4096, num_classes),
+        nn.Linear(fc_width, num_classes),
     )
     model = AlexNet(features, classifier)
     # Section 5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden fully
@@ -155,15 +155,17 @@ def _paper_alexnet(
     min_input=63,
 )
 def alexnet(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> AlexNet:
     """AlexNet, torchvision's form (64-192-384-256-256, no LRN); its weights load unchanged."""
-    return _torchvision_alexnet(num_classes, in_channels, small_input, dropout)
+    return _torchvision_alexnet(num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="alexnet", paper=_PAPER, default_input=(3, 227, 227), torchvision=None, min_input=67)
 def alexnet_paper(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> AlexNet:
     """AlexNet as published in 2012: 96-256-384-384-256, LRN, two-GPU split as groups=2."""
-    return _paper_alexnet(num_classes, in_channels, small_input, dropout)
+    return _paper_alexnet(num_classes, in_channels, small_input, dropout, fc_width)

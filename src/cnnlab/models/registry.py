@@ -23,7 +23,7 @@ from cnnlab.errors import CnnlabError
 __all__ = ["ModelInfo", "check_options", "create_model", "default_input", "list_models", "model_info", "register_model", "resolve_options"]
 
 # Family modules, imported on first use of the registry so that `import cnnlab` stays light.
-FAMILY_MODULES: tuple[str, ...] = ("lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet")
+FAMILY_MODULES: tuple[str, ...] = ("lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "kernels")
 
 Builder = Callable[..., nn.Module]
 

@@ -86,26 +86,26 @@ def make_layers(
 
 
 class VGG(nn.Module):
-    """``features`` -> adaptive average pool to 7x7 -> fc 4096 -> fc 4096 -> fc num_classes.
+    """``features`` -> adaptive average pool to 7x7 -> fc 4096 -> fc 4096 -> fc num_classes (``fc_width`` narrows the two hidden layers).
 
     The pool is the identity at the paper's 224x224 input (the features are 7x7 there). The
     paper applies dropout 0.5 after the ReLUs of the first two fully connected layers, as here.
     """
 
     def __init__(
-        self, features: nn.Sequential, num_classes: int = 1000, dropout: float = 0.5
+        self, features: nn.Sequential, num_classes: int = 1000, dropout: float = 0.5, fc_width: int = 4096
     ) -> None:
         super().__init__()
         self.features = features
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096),
+            nn.Linear(512 * 7 * 7, fc_width),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
+            nn.Linear(fc_width, fc_width),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
+            nn.Linear(fc_width, num_classes),
         )
         # The paper initialised configuration A from N(0, 0.01) and the deeper ones from A's
         # trained layers, then noted (Section 3.1) that Glorot initialisation works without that
@@ -130,49 +130,55 @@ def _vgg(
     in_channels: int,
     small_input: bool,
     dropout: float,
+    fc_width: int = 4096,
 ) -> VGG:
     features = make_layers(CFGS[cfg], in_channels, batch_norm=batch_norm, small_input=small_input)
-    return VGG(features, num_classes=num_classes, dropout=dropout)
+    return VGG(features, num_classes=num_classes, dropout=dropout, fc_width=fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision="vgg11", min_input=32)
 def vgg11(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-11, configuration A (8 conv + 3 fc); torchvision's vgg11 weights load unchanged."""
-    return _vgg("A", False, num_classes, in_channels, small_input, dropout)
+    return _vgg("A", False, num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision="vgg11_bn", min_input=32)
 def vgg11_bn(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-11 (A) with batch norm after every convolution; torchvision's vgg11_bn weights load."""
-    return _vgg("A", True, num_classes, in_channels, small_input, dropout)
+    return _vgg("A", True, num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision=None, min_input=32)
 def vgg11_lrn(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-11 with LRN after conv1, configuration A-LRN (the paper found LRN does not help)."""
-    return _vgg("A-LRN", False, num_classes, in_channels, small_input, dropout)
+    return _vgg("A-LRN", False, num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision="vgg13", min_input=32)
 def vgg13(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-13, configuration B (10 conv + 3 fc); torchvision's vgg13 weights load unchanged."""
-    return _vgg("B", False, num_classes, in_channels, small_input, dropout)
+    return _vgg("B", False, num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision="vgg13_bn", min_input=32)
 def vgg13_bn(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-13 (B) with batch norm after every convolution; torchvision's vgg13_bn weights load."""
-    return _vgg("B", True, num_classes, in_channels, small_input, dropout)
+    return _vgg("B", True, num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision=None, min_input=32)
@@ -182,38 +188,43 @@ def vgg16_c(
     small_input: bool = False,
     dropout: float = 0.5,
     batch_norm: bool = False,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-16, configuration C: the last conv of stages 3-5 is 1x1 (conv1-256/512/512)."""
-    return _vgg("C", batch_norm, num_classes, in_channels, small_input, dropout)
+    return _vgg("C", batch_norm, num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision="vgg16", min_input=32)
 def vgg16(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-16, configuration D (13 conv + 3 fc); torchvision's vgg16 weights load unchanged."""
-    return _vgg("D", False, num_classes, in_channels, small_input, dropout)
+    return _vgg("D", False, num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision="vgg16_bn", min_input=32)
 def vgg16_bn(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-16 (D) with batch norm after every convolution; torchvision's vgg16_bn weights load."""
-    return _vgg("D", True, num_classes, in_channels, small_input, dropout)
+    return _vgg("D", True, num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision="vgg19", min_input=32)
 def vgg19(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-19, configuration E (16 conv + 3 fc); torchvision's vgg19 weights load unchanged."""
-    return _vgg("E", False, num_classes, in_channels, small_input, dropout)
+    return _vgg("E", False, num_classes, in_channels, small_input, dropout, fc_width)
 
 
 @register_model(family="vgg", paper=_PAPER, torchvision="vgg19_bn", min_input=32)
 def vgg19_bn(
-    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5,
+    fc_width: int = 4096,
 ) -> VGG:
     """VGG-19 (E) with batch norm after every convolution; torchvision's vgg19_bn weights load."""
-    return _vgg("E", True, num_classes, in_channels, small_input, dropout)
+    return _vgg("E", True, num_classes, in_channels, small_input, dropout, fc_width)
