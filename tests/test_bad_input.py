@@ -270,6 +270,12 @@ def _train() -> Iterator[pytest.param]:  # type: ignore[type-arg]
     yield _case("runs-path-as-name", "runs", "../etc", "--runs", "{d}")
     yield _case("runs-no-config", "runs", "emptyrun", "--runs", "{d}")
 
+    yield _case("experiment-unknown", "experiment", "degradations", "--out", "{d}/exp")
+    yield _case("experiment--budget=bogus", "experiment", "kernels", "--budget", "tiny", "--out", "{d}/exp")
+    yield from _kinds("experiment", ("experiment", "kernels", "--out", "{d}/exp"), "--seeds", INT_KINDS,
+                      ("negative", "zero", "huge", "text", "empty", "fraction"))
+    yield _case("experiment--out=file", "experiment", "kernels", "--out", "{d}/random.pt")
+
     for name in CKPT_FILES:
         yield _case(f"eval-checkpoint={name}", "eval", f"{{d}}/{name}")
     yield _case("eval--split=bogus", "eval", "{d}/good.pt", "--split", "holdout")

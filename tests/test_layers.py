@@ -22,6 +22,7 @@ LAYERS = [
     {"sources", "catalog"},  # which network a name means; the zoo's table
     {"train", "scratch", "export"},
     {"viz"},
+    {"experiments"},  # the papers' experiments: runs, then tables and plots
     {"lab"},  # the queries: one document per question
     {"tour", "web"},
     {"cli", "__main__"},

@@ -255,7 +255,7 @@ def test_path_traversal_is_refused(client, runs: Path, tmp_path: Path) -> None:
     link.symlink_to(outside, target_is_directory=True)
     try:
         not_a_name = ("run {!r} is not a run name: give the name of a folder inside the runs folder "
-                      "(letters, digits, '.', '_', '-'; no paths)")
+                      "(letters, digits, '.', '_', '-'), or EXPERIMENT/RUN for an experiment's run; no other paths")
         assert error(client.get("/api/runs/.."), 400) == not_a_name.format("..")
         assert error(client.get("/api/runs/..%2F..%2Fetc%2Fpasswd"), 400) == not_a_name.format("../../etc/passwd")
         assert error(client.get("/api/runs/%2Fetc"), 404) == (

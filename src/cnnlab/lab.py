@@ -226,17 +226,24 @@ class Lab:
     # -- which network ----------------------------------------------------------------------------
 
     def run_dir(self, name: str) -> Path:
-        """The run folder ``name``: a folder directly inside the runs folder (locally, also any folder path)."""
+        """The run folder ``name``: a folder inside the runs folder, or ``EXPERIMENT/RUN`` inside an experiment's
+        folder there (locally, also any folder path)."""
+        from cnnlab.experiments import EXPERIMENT_FILE
         from cnnlab.runs import RUN_NAME
 
         text = str(name)
-        if not self.bounded and ("/" in text or text in (".", "..")) and Path(text).is_dir():
+        parts = text.split("/")
+        grouped = len(parts) == 2 and all(RUN_NAME.match(p) for p in parts) \
+            and (self.runs_dir / parts[0] / EXPERIMENT_FILE).is_file()
+        if not grouped and not self.bounded and ("/" in text or text in (".", "..")) and Path(text).is_dir():
             return Path(text)
-        if not RUN_NAME.match(text):
+        if not grouped and not RUN_NAME.match(text):
             raise CnnlabError(f"run {text!r} is not a run name: give the name of a folder inside the runs folder "
-                              "(letters, digits, '.', '_', '-'; no paths)")
+                              "(letters, digits, '.', '_', '-'), or EXPERIMENT/RUN for an experiment's run; no other "
+                              "paths")
         path = (self.runs_dir / text).resolve()
-        if path.parent != self.runs_dir:
+        home = self.runs_dir / parts[0] if grouped else self.runs_dir
+        if path.parent != home or (grouped and home.resolve() != home):
             raise CnnlabError(f"run {text!r} points outside the runs folder {self.runs_dir}: only runs inside it "
                               "can be opened")
         if not path.is_dir():
@@ -591,19 +598,26 @@ class Lab:
 
     def runs(self) -> dict[str, Any]:
         """One summary per run folder in the runs folder, the most recently updated first."""
+        from cnnlab.experiments import EXPERIMENT_FILE
         from cnnlab.runs import RunDir
 
         out = []
-        if self.runs_dir.is_dir():
-            for folder in self.runs_dir.iterdir():
-                try:
-                    run = RunDir(self.run_dir(folder.name))  # listed only if it can be opened: a link out is not
-                except CnnlabError:
-                    continue
-                config = run.read_config()
-                if config is not None:
-                    out.append(_run_summary(run, config))
-        return {"runs_dir": str(self.runs_dir), "runs": sorted(out, key=lambda r: r["updated"], reverse=True)}
+        names = [f.name for f in self.runs_dir.iterdir()] if self.runs_dir.is_dir() else []
+        for experiment in [n for n in names if (self.runs_dir / n / EXPERIMENT_FILE).is_file()]:
+            names += [f"{experiment}/{f.name}" for f in (self.runs_dir / experiment).iterdir() if f.is_dir()]
+        for name in names:
+            try:
+                run = RunDir(self.run_dir(name))  # listed only if it can be opened: a link out is not
+            except CnnlabError:
+                continue
+            config = run.read_config()
+            if config is not None:
+                out.append({**_run_summary(run, config), "name": name,
+                            "experiment": name.split("/")[0] if "/" in name else None})
+        # Runs of their own first, newest first; then each experiment's runs together, in its order.
+        out.sort(key=lambda r: (r["experiment"] is not None, r["experiment"] or "",
+                                -r["updated"] if r["experiment"] is None else 0, r["name"]))
+        return {"runs_dir": str(self.runs_dir), "runs": out}
 
     def run(self, name: str | None = None) -> dict[str, Any]:
         """One run: its summary, config, epoch metrics (read live while it trains) and result."""
@@ -616,7 +630,8 @@ class Lab:
         if config is None:
             raise CnnlabError(f"run {name!r} has no readable config.json: is it a cnnlab run folder?")
         result = run.read_result()
-        return {**_run_summary(run, config), "config": config, "metrics": run.read_metrics(strict=False),
+        return {**_run_summary(run, config), "name": name, "config": config,
+                "metrics": run.read_metrics(strict=False),
                 "result": {k: v for k, v in (result or {}).items() if k not in ("history", "config")} or None}
 
 

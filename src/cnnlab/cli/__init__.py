@@ -52,6 +52,9 @@ COMMANDS = (
             "with DistributedDataParallel."),
     Command("recipes", "train", "the named training recipes and their sources"),
     Command("runs", "train", "the runs in a runs folder, or one run's epochs and result"),
+    Command("experiment", "train", "the papers' experiments over seeds: plain vs residual, family against family, "
+            "kernel sizes", "Run a named experiment: every run it needs as an ordinary run folder (a second call "
+            "skips finished runs and resumes interrupted ones), then results.json, results.md and plots."),
     Command("eval", "train", "top-1, top-5, per-class accuracy and confusion matrix of a run or checkpoint"),
     Command("predict", "train", "the most likely classes of image files"),
     Command("scratch", "scratch", "the NumPy reference engine: convolution as inner products, LeNet-5 trained "

@@ -140,6 +140,37 @@ def _print_run_details(doc: dict[str, Any]) -> None:
     out.print("config, metrics and result in --json", markup=False)
 
 
+def _experiment(args: argparse.Namespace) -> None:
+    from cnnlab.experiments import EXPERIMENTS
+
+    if args.list or not args.name:
+        doc = {"experiments": [{"name": p.name, "title": p.title, "question": p.question, "recipe": p.recipe,
+                                "models": [{"label": a.label, "model": a.model, "options": a.options}
+                                           for a in p.arms],
+                                "budgets": {b: {**p.config(b).to_dict(), "seeds": p.seeds[b],
+                                                "expected_time": p.minutes[b]} for b in p.budgets}}
+                               for p in EXPERIMENTS.values()]}
+        emit(doc, args.json, _print_experiments)
+        return
+    from cnnlab.experiments import run_experiment  # loads torch
+
+    doc = run_experiment(args.name, args.budget, args.seeds, args.out, quiet=args.quiet or args.json)
+    emit(doc, args.json, lambda d: plain((Path(d["folder"]) / "results.md").read_text()))
+
+
+def _print_experiments(doc: dict[str, Any]) -> None:
+    for e in doc["experiments"]:
+        out.print(f"{e['name']}: {e['title']}", markup=False)
+        out.print(f"  {e['question']}", markup=False)
+        out.print(f"  models: {', '.join(m['label'] + ' (' + m['model'] + ')' for m in e['models'])}", markup=False)
+        for budget, b in e["budgets"].items():
+            data = f"{b['limit']:,} images per split" if b.get("limit") else "all the data"
+            out.print(f"  --budget {budget}: {b['dataset']}, {data}, {b['epochs']} epochs, batch {b['batch_size']}, "
+                      f"{b['optimizer']} lr {b['lr']:g} {b['schedule']}; {b['seeds']} seeds by default, "
+                      f"{b['expected_time']} on 2 CPU cores", markup=False)
+    out.print("run one: cnnlab experiment NAME [--budget quick|full] [--seeds N] [--out DIR]", markup=False)
+
+
 def _eval(args: argparse.Namespace) -> None:
     from cnnlab.sources import checkpoint_of  # loads torch
     from cnnlab.train.inference import evaluate_checkpoint
@@ -215,6 +246,19 @@ def _runs_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_runs)
 
 
+def _experiment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", default=None, metavar="NAME", help="degradation, families or kernels")
+    p.add_argument("--list", action="store_true", help="the experiments with their protocol and expected time")
+    p.add_argument("--budget", default="quick", choices=["quick", "full"],
+                   help="quick (minutes on 2 CPU cores) or full (hours)")
+    p.add_argument("--seeds", type=count(1, 100, example="3"), default=None,
+                   help="runs per model, seeds 0..N-1 (default: the budget's)")
+    p.add_argument("--out", default="runs", metavar="DIR", help="parent of the experiment folder (default ./runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    add_json_flag(p, "print the results as one JSON document on stdout")
+    p.set_defaults(func=_experiment)
+
+
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--split", default="test", choices=["test", "val", "train"], help="which split (default test)")
@@ -236,10 +280,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_predict)
 
 
-_ARGS = {"train": _train_args, "recipes": _recipes_args, "runs": _runs_args, "eval": _eval_args,
+_ARGS = {"train": _train_args, "recipes": _recipes_args, "runs": _runs_args, "experiment": _experiment_args,
+         "eval": _eval_args,
          "predict": _predict_args}
 
 
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``cnnlab train``, ``recipes``, ``runs``, ``eval`` or ``predict``."""
+    """The arguments of ``cnnlab train``, ``recipes``, ``runs``, ``experiment``, ``eval`` or ``predict``."""
     _ARGS[name](parser)

@@ -738,6 +738,22 @@ function runRow(r) {
   return tr;
 }
 
+// An experiment's runs come together under one heading row (`cnnlab experiment` writes them).
+function runRows(list) {
+  const rows = [];
+  let group = null;
+  for (const r of list) {
+    if (r.experiment && r.experiment !== group) {
+      const count = list.filter((x) => x.experiment === r.experiment).length;
+      rows.push(el("tr", { class: "run-group", "data-experiment": r.experiment },
+        el("td", { colspan: 8, text: `experiment ${r.experiment}: ${count} run${count === 1 ? "" : "s"} (results.md and plots in its folder)` })));
+    }
+    group = r.experiment || null;
+    rows.push(runRow(r));
+  }
+  return rows;
+}
+
 function curveCharts(metrics) {
   const ep = (key) => metrics.filter((m) => m[key] !== undefined).map((m) => [m.epoch, m[key]]);
   return el("div", { class: "charts", id: "run-curves" },
@@ -752,7 +768,7 @@ async function refreshRuns() {
     const list = await api("/api/runs");
     $("#runs-dir").textContent = list.runs_dir;
     state.runs = list.runs;
-    $("#runs-table tbody").replaceChildren(...list.runs.map(runRow));
+    $("#runs-table tbody").replaceChildren(...runRows(list.runs));
     if (!list.runs.length) {
       $("#runs-table tbody").replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "hint",
         text: "No runs yet: `cnnlab train --out DIR` writes them; this list updates by itself." })));
