@@ -371,6 +371,7 @@ def _viz() -> Iterator[pytest.param]:  # type: ignore[type-arg]
     yield _case("viz-rf--input=too-small", "viz", "rf", "lenet5", *out, "--input", "1x4x4")
     yield _case("viz-rf--checkpoint=missing", *rf, "--checkpoint", "{d}/missing.pt")
     yield _case("viz-rf--checkpoint=random", *rf, "--checkpoint", "{d}/random.pt")
+    yield _case("viz-rf--checkpoint=other-network", *rf, "--checkpoint", "{d}/good.pt")  # good.pt holds a lenet5
     yield _case("viz-rf--layer=unknown", "viz", "rf", "lenet5", *out, "--layer", "nope")
 
     yield _case("viz-curves-missing-run", "viz", "curves", "{d}/no-such-run", *out)

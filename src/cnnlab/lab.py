@@ -128,7 +128,7 @@ QUERIES: tuple[Query, ...] = (
           (_MODEL, _RUN, _INPUT, Param("layer", "a convolution or pooling node (default: the deepest that fits)"),
            Param("samples", f"random inputs averaged (1 to {LIMITS['erf_samples']}, default 8)"))),
     Query("inside", "FORM", "top-k prediction, feature maps and Grad-CAM of one image (the file field image, "
-          "optional: a sample photo)", (_MODEL, _RUN, Param("top", f"classes shown (1 to {LIMITS['top_k']})"),
+          "optional: a bundled test image for MNIST-like runs, else a sample photo)", (_MODEL, _RUN, Param("top", f"classes shown (1 to {LIMITS['top_k']})"),
                                         Param("layers", "feature-map layers separated by commas"))),
     Query("runs", "GET", "the runs folder: one summary per run, newest first", (), command="cnnlab runs --json"),
     Query("run", "GET", "one run: config, epoch metrics (read live while it trains) and result",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from cnnlab.console import fmt_int, fmt_shape, out, print_json, table
@@ -78,3 +81,32 @@ def _print_run(run: dict[str, Any]) -> None:
                   + ("best-on-validation weights" if validated else "final weights (no validation split)"))
     out.print(f"{run['seconds']:.1f} s in all, {run['train_images_per_s']:,.0f} training images/s; "
               f"checkpoints, config and metrics in {run['run_dir']}")
+    if run["status"] == "finished":
+        _print_next(Path(run["run_dir"]))
+
+
+def command_name() -> str:
+    """``cnnlab`` as the user can type it again: the bare name when the shell finds this one, else its path."""
+    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if invoked is None or invoked.name != "cnnlab":
+        return "cnnlab"
+    found = shutil.which("cnnlab")
+    if found and Path(found).resolve() == invoked.resolve():
+        return "cnnlab"
+    return os.path.relpath(invoked) if not invoked.is_absolute() else str(invoked)
+
+
+def _print_next(run_dir: Path) -> None:
+    """The three things to look at after a run: its curves, what its layers see, and the explorer."""
+    cnnlab = command_name()
+    runs = run_dir.parent
+    serve = f"{cnnlab} serve" + ("" if runs.resolve() == Path("runs").resolve() else f" --runs {runs}")
+    lines = [(f"{cnnlab} viz curves {run_dir}", "loss and accuracy per epoch, in curves.png"),
+             (f"{cnnlab} viz features {run_dir}", "what its layers see in a test image, in features.png"),
+             (serve, "the explorer in a browser, with this run in its runs list")]
+    width = max(len(c) for c, _ in lines)
+    out.print("next:", markup=False)
+    for command, what in lines:
+        out.print(f"  {command.ljust(width)}  # {what}", markup=False)
+    if cnnlab != "cnnlab":
+        out.print(f"  (or `source {Path(cnnlab).parent}/activate` once, then type `cnnlab ...`)", markup=False)

@@ -274,7 +274,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="image files (default: a bundled test image, for runs on MNIST or Fashion-MNIST)")
     p.add_argument("--top", type=count(1, example="5"), default=5, help="how many classes (default 5)")
     add_json_flag(p)
     p.set_defaults(func=_predict)

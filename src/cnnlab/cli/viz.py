@@ -80,11 +80,13 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     fl.add_argument("--layer", default=None, help="a convolution's name (default: the first)")
     fe = picture("features", "activation maps of a shallow, a middle and a deep layer", "features.png", _features)
     fe.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL")
-    fe.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
+    fe.add_argument("image", nargs="?", default=None,
+                    help="an image file (default: a bundled test image for MNIST-like runs, else a sample photo)")
     fe.add_argument("--layers", default=None, help="comma-separated layer names (default: chosen per model)")
     gc = picture("gradcam", "Grad-CAM heat map of a class over the image", "gradcam.png", _gradcam)
     gc.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL")
-    gc.add_argument("image", nargs="?", default=None, help="an image file (default: a sample photo)")
+    gc.add_argument("image", nargs="?", default=None,
+                    help="an image file (default: a bundled test image for MNIST-like runs, else a sample photo)")
     gc.add_argument("--layer", default=None, help="the layer to explain (default: the last convolutional block)")
     gc.add_argument("--class", dest="class_index", type=count(0, example="3"), default=None,
                     help="class index (default: predicted)")

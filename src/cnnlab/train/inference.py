@@ -107,12 +107,15 @@ def _prepare(image: torch.Tensor, channels: int, size: Sequence[int], mean: Sequ
 
 
 @torch.no_grad()
-def predict(checkpoint: str | Path, images: Sequence[str | Path], top: int = 5) -> list[dict[str, Any]]:
+def predict(checkpoint: str | Path, images: Sequence[str | Path] | None = None, top: int = 5) -> list[dict[str, Any]]:
     """The ``top`` most likely classes of each image, with probabilities and class names.
 
     Each image is converted to the checkpoint's channels and resized to its input size, then
-    normalised with the training set's statistics.
+    normalised with the training set's statistics. Without images, a run trained on MNIST or
+    Fashion-MNIST is shown the bundled test image of its data (:mod:`cnnlab.data.bundled`).
     """
+    from cnnlab.data.bundled import default_image
+
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise CnnlabError(f"top must be a positive whole number, got {top!r}: e.g. 5")
     path = checkpoint_path(checkpoint)
@@ -120,6 +123,12 @@ def predict(checkpoint: str | Path, images: Sequence[str | Path], top: int = 5) 
     meta = ckpt.get("data")
     if not meta:
         raise CnnlabError(f"{path} does not record its classes and input: give a run's checkpoint")
+    if not images:
+        sample = default_image(meta.get("dataset"))
+        if sample is None:
+            raise CnnlabError(f"give an image file to classify: {meta.get('dataset') or 'this run'}'s data has no "
+                              "bundled sample (there are some for MNIST and Fashion-MNIST)")
+        images = [sample]
     model.eval()
     c, h, w = meta["input_size"]
     k = max(1, min(top, len(meta["classes"])))

@@ -122,11 +122,12 @@ def model_or_checkpoint(spec: ModelLike, seed: int = 0) -> tuple[nn.Module, dict
     ``spec`` is a registry name (built with random weights drawn from ``seed``), a cnnlab
     checkpoint file or run folder (weights and the training data's classes, mean, std and
     input size), or an ``nn.Module`` (taken as it is). ``meta`` has the keys ``name``,
-    ``classes``, ``mean``, ``std`` and ``input_size`` (``None`` where unknown).
+    ``classes``, ``mean``, ``std``, ``input_size`` and ``dataset`` (``None`` where unknown).
     """
     from cnnlab.sources import resolve
 
-    meta: dict[str, Any] = {"name": None, "classes": None, "mean": None, "std": None, "input_size": None}
+    meta: dict[str, Any] = {"name": None, "classes": None, "mean": None, "std": None, "input_size": None,
+                            "dataset": None}
     if isinstance(spec, nn.Module):
         return spec.eval(), meta
     source = resolve(str(spec))
@@ -135,7 +136,7 @@ def model_or_checkpoint(spec: ModelLike, seed: int = 0) -> tuple[nn.Module, dict
         model = source.build()
     data = source.data
     meta.update(name=source.name, classes=data.get("classes"), mean=data.get("mean"), std=data.get("std"),
-                input_size=list(source.default_input) if source.default_input else None)
+                input_size=list(source.default_input) if source.default_input else None, dataset=data.get("dataset"))
     return model.eval(), meta
 
 
@@ -161,8 +162,16 @@ def input_meta(model: nn.Module, meta: dict[str, Any] | None) -> tuple[int, tupl
 
 def prepare_input(image: ImageLike, model: nn.Module,
                   meta: dict[str, Any] | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """The image as the model's normalised 1 x C x H x W input, and as an H x W (x 3) picture in [0, 1]."""
+    """The image as the model's normalised 1 x C x H x W input, and as an H x W (x 3) picture in [0, 1].
+
+    Without an image, a network trained on MNIST or Fashion-MNIST (``meta["dataset"]``) is shown
+    a bundled test image of its data; anything else the sample photo.
+    """
+    from cnnlab.data.bundled import default_image
+
     c, size, mean, std = input_meta(model, meta)
+    if image is None:
+        image = default_image((meta or {}).get("dataset"))
     img = as_image(image)
     x = img.float()
     if img.dtype == torch.uint8 or x.max() > 1.0:

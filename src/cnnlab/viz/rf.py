@@ -228,7 +228,10 @@ def draw_rf(model_or_spec: nn.Module | str, input_size: Sequence[int] | str, out
     model, label = _build(model_or_spec, seed)
     trained = None
     if checkpoint is not None:
-        trained, _ = _build(str(checkpoint), seed)
+        trained, trained_label = _build(str(checkpoint), seed)
+        if trained_label != label:  # the same network with other classes or channels is fine; another is not
+            raise CnnlabError(f"{checkpoint} holds a {trained_label}, not the {label} asked for: give its own model "
+                              f"(`cnnlab viz rf {trained_label} --checkpoint {checkpoint}`) or a {label} checkpoint")
     report = analyze(model, size)
     rows = [FieldRow(r.name, r.rf_size[0], r.rf_stride[0]) for r in report.layers
             if r.rf_size and r.rf_stride and r.kind != "input" and is_conv_or_pool(r.op)]
