@@ -38,6 +38,15 @@ def test_auto_picks_bf16_and_channels_last_only_where_the_cpu_has_fast_bf16(monk
     assert resolve("bf16", None, CPU).channels_last is True
 
 
+@pytest.mark.parametrize(("capability", "picked"), [((7, 5), "fp32"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_on_cuda_auto_wants_native_bf16_not_torchs_emulation(monkeypatch, capability, picked) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a GPU")
+    chosen = resolve("auto", None, torch.device("cuda", 0))
+    assert (chosen.name, chosen.channels_last) == (picked, picked == "bf16")
+
+
 def test_the_cpu_probe_agrees_with_the_cpu_flags() -> None:
     flags = precision_module._cpu_flags()
     if not flags:

@@ -242,22 +242,12 @@ def _curves(histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _machine(precision: str) -> dict[str, Any]:
     import torch
 
-    from cnnlab.train.precision import fast_bf16
+    from cnnlab.train.precision import cpu_name, fast_bf16
 
-    return {"cpu": _cpu_name(), "cpu_bf16": fast_bf16(torch.device("cpu")), "cpu_count": os.cpu_count(),
+    return {"cpu": cpu_name(), "cpu_bf16": fast_bf16(torch.device("cpu")), "cpu_count": os.cpu_count(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
             "precision": precision}
 
@@ -337,16 +327,20 @@ def run_experiment(name: str, budget: str = "quick", seeds: int | None = None, o
 
         doc["plots"] = [p.name for p in draw_experiment(doc, folder)]
     _write_json(folder / "results.json", doc)
-    (folder / "results.md").write_text(results_markdown(doc))
+    _write_text(folder / "results.md", results_markdown(doc))
     line.show(f"{len(plan)} runs finished; results in {folder}", final=True)
     return doc
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
+def _write_text(path: Path, text: str) -> None:
     from cnnlab.atomic import atomic_write
 
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
+        tmp.write_text(text)
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    _write_text(path, json.dumps(doc, indent=2, allow_nan=False))
 
 
 def _summarize(protocol: Protocol, budget: str, seeds: int, folder: Path, results: dict[str, list[dict[str, Any]]],

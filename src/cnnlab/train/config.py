@@ -73,7 +73,7 @@ class TrainConfig:
     grad_clip: float | None = opt(None, "clip the global gradient norm to this")
     # speed
     precision: str = opt("auto", "auto | fp32 | bf16 | fp16: auto is bf16 autocast where the hardware does bf16 "
-                                 "natively (CPUs with AMX or AVX512-BF16, CUDA with bf16), else fp32")
+                                 "natively (CPUs with AMX or AVX512-BF16, CUDA from Ampere on), else fp32")
     channels_last: bool | None = opt(None, "NHWC memory layout (default: on with bf16/fp16, off with fp32)")
     compile: bool = opt(False, "torch.compile the model")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")

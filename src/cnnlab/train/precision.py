@@ -1,13 +1,13 @@
 """Which numeric precision and memory layout a run uses: the one owner of that choice.
 
 ``auto`` (the default) picks bf16 autocast with channels_last memory where the hardware does
-bf16 arithmetic natively — CPUs with AMX or AVX512-BF16 instructions, CUDA devices that
-support bf16 — and plain fp32 everywhere else. The weights, the optimizer's state and the
+bf16 arithmetic natively — CPUs with AMX or AVX512-BF16 instructions, CUDA devices of compute
+capability 8.0 (Ampere) or later — and plain fp32 everywhere else. The weights, the optimizer's state and the
 loss stay fp32 (autocast runs only the matrix products and convolutions in bf16), so a run
 that picks bf16 reaches the same accuracy as an fp32 one within seed noise, faster.
 
-Training, evaluation and the explorer all ask :func:`resolve` and use what it answers; the
-choice and its reason are printed in the run's header and saved in its ``config.json``.
+Training and ``cnnlab eval`` ask :func:`resolve` and use what it answers; the choice and its
+reason are printed in the run's header and saved in its ``config.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.train.config import PRECISIONS
 
-__all__ = ["Precision", "fast_bf16", "resolve"]
+__all__ = ["Precision", "cpu_name", "fast_bf16", "resolve"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -50,15 +50,27 @@ class Precision:
         return {"precision": self.name, "channels_last": self.channels_last, "reason": self.reason}
 
 
-def _cpu_flags() -> set[str]:
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` line of Linux's /proc/cpuinfo, or None elsewhere."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return set()
+        return None
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+        if line.split(":")[0].strip() == field:
+            return line.partition(":")[2].strip()
+    return None
+
+
+def _cpu_flags() -> set[str]:
+    return set((_cpuinfo("flags") or "").split())
+
+
+def cpu_name() -> str:
+    """The processor's model name ("AMD EPYC", "Intel(R) Xeon(R) ..."), as the operating system gives it."""
+    import platform
+
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 @functools.cache
@@ -81,9 +93,15 @@ def fast_bf16(device: torch.device) -> str | None:
     if device.type == "cpu":
         feature = _cpu_bf16()
         return f"this CPU has {feature}" if feature else None
-    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return f"{torch.cuda.get_device_name(device)} supports bf16"
+    if device.type == "cuda" and torch.cuda.is_available() and _cuda_bf16(device):
+        return f"{torch.cuda.get_device_name(device)} computes in bf16"
     return None
+
+
+def _cuda_bf16(device: torch.device) -> bool:
+    """Native bf16 on this GPU (compute capability 8.0, Ampere, and later), not torch's emulation of it."""
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
 
 
 def resolve(precision: str, channels_last: bool | None, device: torch.device) -> Precision:
