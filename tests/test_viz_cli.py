@@ -73,3 +73,16 @@ def test_tour_command_writes_the_page_and_its_pictures(cli, tmp_path: Path) -> N
     page = Path(json.loads(out)["path"])
     links = [line.split("](")[1].split(")")[0] for line in page.read_text().splitlines() if "![" in line]
     assert links and all((page.parent / link).is_file() for link in links)
+
+
+def test_a_saved_picture_leaves_no_figure_open(trained_run: Path, tmp_path: Path) -> None:
+    """The explorer draws for as long as it runs: every figure is closed once written."""
+    import matplotlib.pyplot as plt
+
+    from cnnlab import viz
+
+    before = plt.get_fignums()
+    viz.draw_curves(trained_run, tmp_path / "c.png")
+    viz.draw_rf("lenet5", (1, 28, 28), tmp_path / "rf.png", samples=1)
+    viz.draw_compare(["resnet20", "resnet32"], (3, 32, 32), tmp_path / "cmp.png")
+    assert plt.get_fignums() == before

@@ -54,7 +54,20 @@ def new_figure(width_px: int, height_px: int) -> Figure:
 
 
 def save_figure(fig: Figure, out: str | Path, dpi: int = DPI) -> Path:
-    """Write ``fig`` as PNG to ``out`` atomically (temporary file, then rename); parents are created."""
+    """Write ``fig`` as PNG to ``out`` atomically (temporary file, then rename); parents are created.
+
+    The figure is done with once saved (or failed): a pyplot figure is closed, so a long-lived
+    process (the explorer) does not keep every picture it drew.
+    """
+    try:
+        return _save(fig, out, dpi)
+    finally:
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close(fig)
+
+
+def _save(fig: Figure, out: str | Path, dpi: int) -> Path:
     path = Path(out)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,10 +51,7 @@ def _curves(doc: dict[str, Any], out: Path) -> Path:
     axes[1].legend(fontsize=8)
     fig.suptitle(doc["title"], fontsize=10)
     fig.tight_layout()
-    try:
-        return save_figure(fig, out / "curves.png", dpi=DPI)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, out / "curves.png", dpi=DPI)
 
 
 def _against(doc: dict[str, Any], out: Path, key: str, xlabel: str, file: str) -> Path:
@@ -75,10 +72,7 @@ def _against(doc: dict[str, Any], out: Path, key: str, xlabel: str, file: str) -
     ax.grid(alpha=0.3, which="both")
     ax.set_title(doc["title"], fontsize=9)
     fig.tight_layout()
-    try:
-        return save_figure(fig, out / file, dpi=DPI)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, out / file, dpi=DPI)
 
 
 def draw_experiment(doc: dict[str, Any], folder: str | Path) -> list[Path]:
