@@ -70,9 +70,15 @@ def test_a_text_file_is_not_an_image(cli, tmp_path: Path) -> None:
 def test_tour_command_writes_the_page_and_its_pictures(cli, tmp_path: Path) -> None:
     code, out, err = cli("tour", "--out", str(tmp_path / "tour"), "--json")
     assert code == 0, err
-    page = Path(json.loads(out)["path"])
-    links = [line.split("](")[1].split(")")[0] for line in page.read_text().splitlines() if "![" in line]
-    assert links and all((page.parent / link).is_file() for link in links)
+    doc = json.loads(out)
+    # Both languages by default, over one set of pictures.
+    assert [Path(p).name for p in doc["pages"]] == ["tour.md", "tour.ko.md"] and doc["path"] == doc["pages"][0]
+    for page in map(Path, doc["pages"]):
+        links = [line.split("](")[1].split(")")[0] for line in page.read_text().splitlines() if "![" in line]
+        assert links and all((page.parent / link).is_file() for link in links)
+    code, out, err = cli("tour", "--out", str(tmp_path / "ko"), "--lang", "ko")
+    assert code == 0 and out.strip() == f"wrote {tmp_path / 'ko' / 'tour.ko.md'}"
+    assert not (tmp_path / "ko" / "tour.md").exists()
 
 
 def test_a_saved_picture_leaves_no_figure_open(trained_run: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.cli.args import add_json_flag
-from cnnlab.cli.present import wrote
+from cnnlab.cli.present import emit, plain
 
 # Both library imports sit in the handlers. cnnlab.viz loads torch and matplotlib, and
 # `cnnlab serve` must bind its address before torch loads (bench/serve_start.py times its
@@ -20,9 +20,13 @@ def _serve(args: argparse.Namespace) -> None:
 
 def _tour(args: argparse.Namespace) -> None:
     from cnnlab.viz import make_tour
+    from cnnlab.viz.tour import LANGS
 
-    page = make_tour(args.out, args.lang)
-    wrote(page, args.json, pictures=args.out)
+    langs = LANGS if args.lang == "all" else (args.lang,)
+    # The pictures are drawn once; every language's page links the same files.
+    pages = [make_tour(args.out, lang, draw=i == 0) for i, lang in enumerate(langs)]
+    emit({"path": str(pages[0]), "pages": [str(p) for p in pages], "pictures": args.out}, args.json,
+         lambda _: plain("wrote " + " and ".join(str(p) for p in pages)))
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -38,7 +42,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 def _tour_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="tour", metavar="DIR", help="folder to write (default ./tour)")
-    p.add_argument("--lang", default="en", choices=["en", "ko"], help="page language: en or ko")
+    # The languages are cnnlab.viz.tour.LANGS, spelled out here so that --help loads no torch.
+    p.add_argument("--lang", default="all", choices=["all", "en", "ko"],
+                   help="page language: all (default: tour.md and tour.ko.md), en or ko")
     add_json_flag(p, "print the written page as JSON on stdout")
     p.set_defaults(func=_tour)
 

@@ -33,10 +33,11 @@ from cnnlab.viz.common import save_figure
 from cnnlab.viz.compare import draw_compare, model_costs
 from cnnlab.viz.rf import draw_rf, effective_receptive_field
 
-__all__ = ["FAMILIES", "PICTURES", "make_tour"]
+__all__ = ["FAMILIES", "LANGS", "PICTURES", "make_tour"]
 
 DPI = 80
 FAMILIES = ("alexnet", "vgg16", "googlenet", "resnet50", "densenet121")
+LANGS = ("en", "ko")  # the tour's languages: tour.md and tour.ko.md
 PICTURES = ("conv_inner_product.png", "padding_stride.png", "pooling.png", "erf_stacks.png",
             "rf_resnet18.png", "compare.png")
 POOL_INPUT = [[1, 3, 2, 1], [4, 6, 5, 0], [7, 2, 9, 8], [3, 1, 4, 6]]
@@ -256,7 +257,8 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "# 그림으로 보는 CNN 투어",
             "스터디 노트의 주제를 순서대로 따라가며, 각 주제를 재현하는 cnnlab 명령과 그 결과 그림을 함께 "
             "보여 줍니다. 이 페이지의 숫자와 그림은 모두 저장소의 코드가 만든 것입니다 "
-            "(`python scripts/make-tour.py`, 또는 `cnnlab tour --out DIR`로 그림만 따로 생성).",
+            "(`python scripts/make-tour.py`, 또는 `cnnlab tour --out DIR`로 그림과 영어·한국어 페이지를 원하는 "
+            "폴더에 생성).",
             "## 1. 합성곱은 내적이다",
             "3x3 필터(커널)를 5x5 입력 위에서 한 칸씩 옮기며, 겹치는 아홉 칸끼리 곱해 더한 값이 출력 한 칸이 "
             "됩니다. 아래 그림은 가운데 위치의 계산을 강조한 것입니다.",
@@ -313,7 +315,8 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "# A picture tour of CNNs",
             "The study-note topics in order, each with the cnnlab command that reproduces it and the picture "
             "it makes. Every number and picture here is produced by the repository's own code "
-            "(`python scripts/make-tour.py`; `cnnlab tour --out DIR` writes the pictures alone).",
+            "(`python scripts/make-tour.py`; `cnnlab tour --out DIR` writes the pictures and the English and "
+            "Korean pages anywhere).",
             "## 1. Convolution is an inner product",
             "A 3x3 filter (kernel) slides over a 5x5 input; at each placement the nine overlapping values are "
             "multiplied pairwise and summed into one output value. The picture highlights the central placement.",
@@ -378,8 +381,8 @@ def make_tour(out_dir: str | os.PathLike[str], lang: str = "en", page: str | os.
     ``lang`` is "en" or "ko"; ``page`` defaults to ``out_dir/tour.md`` (``tour.ko.md`` for Korean).
     Image links are relative to the page. ``draw=False`` reuses pictures already in ``out_dir``.
     """
-    if lang not in ("en", "ko"):
-        raise CnnlabError(f"lang must be en or ko, got {lang!r}")
+    if lang not in LANGS:
+        raise CnnlabError(f"lang must be one of {', '.join(LANGS)}, got {lang!r}")
     folder = Path(out_dir)
     page_path = Path(page) if page is not None else folder / ("tour.md" if lang == "en" else "tour.ko.md")
     if draw:
