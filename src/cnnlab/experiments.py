@@ -13,7 +13,6 @@ resumes the ones that were interrupted, so it finishes at once when nothing is l
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import sys
@@ -24,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.train.progress import fmt_duration
 
-__all__ = ["BUDGETS", "EXPERIMENTS", "Arm", "Protocol", "experiment_folder", "get_experiment", "run_experiment"]
+__all__ = ["BUDGETS", "EXPERIMENTS", "Arm", "Protocol", "experiment_folder", "get_experiment", "protocols_document",
+           "run_experiment"]
 
 BUDGETS = ("quick", "full")
 EXPERIMENT_FILE = "experiment.json"
@@ -123,6 +124,16 @@ EXPERIMENTS: dict[str, Protocol] = {p.name: p for p in [
 ]}
 
 
+def protocols_document() -> dict[str, Any]:
+    """Every protocol as `cnnlab experiment --list --json` prints it: models, each budget's full config, time."""
+    return {"experiments": [
+        {"name": p.name, "title": p.title, "question": p.question, "recipe": p.recipe,
+         "models": [{"label": a.label, "model": a.model, "options": a.options} for a in p.arms],
+         "budgets": {b: {**p.config(b).to_dict(), "seeds": p.seeds[b], "expected_time": p.minutes[b]}
+                     for b in p.budgets}}
+        for p in EXPERIMENTS.values()]}
+
+
 def get_experiment(name: str) -> Protocol:
     try:
         return EXPERIMENTS[name]
@@ -194,20 +205,13 @@ class _Line:
         elapsed = now - self.t0
         ran = self.ran + work_now
         left = elapsed / ran * (self.total - self.done - work_now) if ran > 0 else None
-        eta = f" | about {_duration(left)} left" if left is not None and fraction < 1 else ""
-        line = f"{self.title}: {fraction:.0%} | {text} | {_duration(elapsed)}{eta}"
+        eta = f" | about {fmt_duration(left)} left" if left is not None and fraction < 1 else ""
+        line = f"{self.title}: {fraction:.0%} | {text} | {fmt_duration(elapsed)}{eta}"
         if self.live:
             sys.stderr.write("\r\x1b[2K" + line + ("\n" if final else ""))
         elif final or milestone:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    m, s = divmod(seconds, 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _model_numbers(arm: Arm, cfg: Any, classes: int, input_size: list[int]) -> dict[str, Any]:
@@ -220,14 +224,6 @@ def _model_numbers(arm: Arm, cfg: Any, classes: int, input_size: list[int]) -> d
     rf = report.receptive_field
     return {"params": report.params, "macs": report.macs, "receptive_field": rf["size"] if rf else None,
             "unknown": report.unknown}
-
-
-def _stats(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std
 
 
 def _curves(histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
@@ -345,13 +341,15 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def _summarize(protocol: Protocol, budget: str, seeds: int, folder: Path, results: dict[str, list[dict[str, Any]]],
                numbers: dict[str, dict[str, Any]], input_size: list[int], precision: str) -> dict[str, Any]:
+    from cnnlab.train.loop import mean_std
+
     models = []
     for arm in protocol.arms:
         runs = results[arm.label]
         tests = [r["test"]["top1"] for r in runs if r.get("test")]
-        mean, std = _stats(tests)
-        seconds, _ = _stats([r["seconds"] for r in runs])
-        speed, _ = _stats([r["train_images_per_s"] for r in runs])
+        mean, std = mean_std(tests)
+        seconds, _ = mean_std([r["seconds"] for r in runs])
+        speed, _ = mean_std([r["train_images_per_s"] for r in runs])
         models.append({
             "label": arm.label, "model": arm.model, "options": arm.options, **numbers[arm.label],
             "test_top1": tests, "test_top1_mean": mean, "test_top1_std": std,
@@ -388,13 +386,15 @@ def results_markdown(doc: dict[str, Any]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|"]
     for m in doc["models"]:
         macs = f"{m['macs']:,}" if m["macs"] is not None else "unknown"
-        rf = f"{m['receptive_field'][0]}x{m['receptive_field'][1]}" if m["receptive_field"] else "-"
+        rf = (f"{m['receptive_field'][0]}x{m['receptive_field'][1]}" if m["receptive_field"]
+              else "unknown" if "receptive_field" in m["unknown"] else "-")
         acc = f"{_pct(m['test_top1_mean'])} ± {_pct(m['test_top1_std'])}" if m["test_top1_mean"] is not None else "-"
         secs = f"{m['seconds_mean']:.1f}" if m["seconds_mean"] is not None else "-"
         speed = f"{m['train_images_per_s_mean']:,.0f}" if m["train_images_per_s_mean"] is not None else "-"
         lines.append(f"| {m['label']} | {m['params']:,} | {macs} | {rf} | {acc} | {secs} | {speed} |")
     lines += ["", "Receptive field: the last spatial layer's, in input pixels (height x width); MACs per "
               "sample at the input size."]
+    lines += [f"{m['label']}: {what} unknown: {why}." for m in doc["models"] for what, why in m["unknown"].items()]
     if doc.get("plots"):
         lines += ["", *[f"![{p}]({p})" for p in doc["plots"]]]
     return "\n".join(lines) + "\n"

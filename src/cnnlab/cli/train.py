@@ -141,16 +141,10 @@ def _print_run_details(doc: dict[str, Any]) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> None:
-    from cnnlab.experiments import EXPERIMENTS
+    from cnnlab.experiments import protocols_document
 
     if args.list or not args.name:
-        doc = {"experiments": [{"name": p.name, "title": p.title, "question": p.question, "recipe": p.recipe,
-                                "models": [{"label": a.label, "model": a.model, "options": a.options}
-                                           for a in p.arms],
-                                "budgets": {b: {**p.config(b).to_dict(), "seeds": p.seeds[b],
-                                                "expected_time": p.minutes[b]} for b in p.budgets}}
-                               for p in EXPERIMENTS.values()]}
-        emit(doc, args.json, _print_experiments)
+        emit(protocols_document(), args.json, _print_experiments)
         return
     from cnnlab.experiments import run_experiment  # loads torch
 

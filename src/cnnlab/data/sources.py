@@ -56,13 +56,17 @@ _CIFAR = {
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 
+def _user_cache() -> Path:
+    """cnnlab's folder in the user cache: $XDG_CACHE_HOME/cnnlab, else ~/.cache/cnnlab."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnlab"
+
+
 def data_roots() -> list[Path]:
     """Folders searched for datasets: $CNNLAB_DATA, the user cache (~/.cache/cnnlab/data), ./data."""
     roots = []
     if os.environ.get("CNNLAB_DATA"):
         roots.append(Path(os.environ["CNNLAB_DATA"]).expanduser())
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    roots += [cache / "cnnlab" / "data", Path("data")]
+    roots += [_user_cache() / "data", Path("data")]
     return roots
 
 
@@ -120,8 +124,7 @@ def _decoded_file(key: tuple[str, int, int]) -> Path:
     import hashlib
 
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "cnnlab" / "decoded" / f"mnist-{digest}.npz"
+    return _user_cache() / "decoded" / f"mnist-{digest}.npz"
 
 
 def _load_decoded(file: Path) -> list[_Pair] | None:

@@ -10,6 +10,7 @@ load torch's compiler).
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -31,9 +32,7 @@ _REAL_PROBE_PARAMETERS = 50_000_000
 
 def _probe_model(model: nn.Module, size: Sequence[int]) -> tuple[nn.Module, str]:
     """A copy of ``model`` to run one probe on, and the device of that probe ("cpu" or "meta")."""
-    values = 1
-    for s in size:
-        values *= s
+    values = math.prod(size)
     tensors = [*model.parameters(), *model.buffers()]
     small = values <= _REAL_PROBE_VALUES and sum(t.numel() for t in tensors) <= _REAL_PROBE_PARAMETERS
     if small and all(t.device.type == "cpu" for t in tensors):

@@ -35,7 +35,7 @@ from cnnlab.train.distributed import DistEnv, all_reduce_sum, barrier, init_dist
 from cnnlab.train.precision import Precision, resolve
 from cnnlab.train.progress import Progress, fmt_duration
 
-__all__ = ["RunResult", "build_optimizer", "evaluate", "fit", "fit_seeds", "load_data", "lr_factor"]
+__all__ = ["RunResult", "build_optimizer", "evaluate", "fit", "fit_seeds", "load_data", "lr_factor", "mean_std"]
 
 
 @dataclass
@@ -622,10 +622,16 @@ def fit_seeds(cfg: TrainConfig, quiet: bool = False, overwrite: bool = False) ->
         one = config_from_dict({**cfg.to_dict(), "seed": cfg.seed + i, "seeds": 1,
                                 "name": f"{cfg.name}-s{cfg.seed + i}" if cfg.name else None})
         runs.append(fit(one, quiet=quiet, overwrite=overwrite))
-    accs = [r.test["top1"] for r in runs if r.test is not None]
-    if not accs:  # no test split: nothing to average
-        return {"runs": [r.to_dict() for r in runs], "test_top1": [], "test_top1_mean": None, "test_top1_std": None}
-    mean = sum(accs) / len(accs)
-    std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
+    accs = [r.test["top1"] for r in runs if r.test is not None]  # none without a test split: nothing to average
+    mean, std = mean_std(accs)
     return {"runs": [r.to_dict() for r in runs], "test_top1": accs, "test_top1_mean": mean, "test_top1_std": std}
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """The mean and the sample standard deviation (n - 1; 0 for one value) over seeds; None, None for none."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
 
