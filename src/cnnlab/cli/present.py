@@ -50,7 +50,7 @@ def print_layer(result: Any, explain: bool) -> None:
                   f"padding {fmt_shape(result.rf_padding)}")
     if explain:
         out.print()
-        for line in result.lines:
+        for line in result.lines[1:]:  # the first is the headline printed above
             out.print(f"  {line}", markup=False)
     for note in result.notes:
         out.print(f"  {note}", markup=False)

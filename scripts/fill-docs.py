@@ -1,0 +1,270 @@
+"""Fill the numbers of README.md and docs/ from the files that measured them.
+
+A number a benchmark or a command produces is never typed into a document: it sits between
+markers, and this script writes it from its source.
+
+    <!--v:NAME-->15.8<!--/v-->                  one value, in running text
+    <!--begin:NAME-->                           a generated block (a table, a list)
+    ...
+    <!--end:NAME-->
+
+NAME is a key of VALUES or BLOCKS below, each of which reads one results file
+(bench/results/*.json, written by the benchmark named in its key) or runs one command. Markdown
+renders the markers as nothing.
+
+    python scripts/fill-docs.py            # rewrite the documents
+    python scripts/fill-docs.py --check    # exit 1 and name each stale number (the test suite runs this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+VALUE = re.compile(r"<!--v:([\w.-]+)-->(.*?)<!--/v-->", re.S)
+BLOCK = re.compile(r"(<!--begin:([\w.-]+)-->\n)(.*?)(<!--end:\2-->)", re.S)
+
+
+@functools.cache
+def results(name: str) -> dict[str, Any]:
+    """bench/results/NAME.json, as the benchmark wrote it."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"fill-docs: {path.relative_to(ROOT)} is missing: run python bench/{name}.py > {path.relative_to(ROOT)}")
+    return json.loads(path.read_text())
+
+
+def _table(header: list[str], rows: list[list[Any]], align: str = "") -> str:
+    align = align or "-" * len(header)
+    rule = ["---:" if a == "r" else "---" for a in align.ljust(len(header), "-")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- training speed: bench/train_throughput.py ---------------------------------------------------
+
+def _throughput(model: str) -> dict[str, Any]:
+    return next(r for r in results("train_throughput")["results"] if r["model"] == model)
+
+
+def _train_table() -> str:
+    rows = []
+    for r in results("train_throughput")["results"]:
+        rows.append([r["model"], f"{r['dataset']} {'x'.join(map(str, r['input']))}", r["batch"],
+                     f"{r['cnnlab_auto_images_per_s']:,.0f}", f"{r['cnnlab_fp32_images_per_s']:,.0f}",
+                     f"{r['plain_workers0_images_per_s']:,.0f}", f"{r['plain_workers2_images_per_s']:,.0f}",
+                     f"{r['speedup_over_best_plain']:.2f}x"])
+    return _table(["model", "data", "batch", "cnnlab (auto)", "cnnlab (fp32)", "plain, 0 workers",
+                   "plain, 2 workers", "speed-up"], rows)
+
+
+def _main_job(key: str) -> Any:
+    return results("train_throughput")["main_job"][key]
+
+
+# --- the analyzer: bench/analyze.py and bench/counters.py ----------------------------------------
+
+def _analyze_table() -> str:
+    rows = [[r["model"], r["input"], r["tool"], f"{r['seconds']:.3f}", f"{r['peak_mib']:.1f}"]
+            for r in results("analyze")["results"]]
+    return _table(["model", "input", "tool", "seconds", "peak memory (MiB)"], rows)
+
+
+def _analyze(tool: str, model: str, input_: str, key: str) -> Any:
+    return next(r[key] for r in results("analyze")["results"]
+                if r["tool"] == tool and r["model"] == model and r["input"] == input_)
+
+
+def _ratio(model: str, input_: str) -> float:
+    return results("analyze")["torchinfo_time_over_cnnlab"][f"{model} {input_}"]
+
+
+def _counters_table() -> str:
+    def cell(entry: dict[str, Any]) -> str:
+        return f"{entry['gmacs']:.3f}" if "gmacs" in entry else "fails"
+
+    rows = [[r["model"], f"{r['published_gmacs']:.3f}", cell(r["cnnlab"]), cell(r["torchinfo"]), cell(r["fvcore"]),
+             cell(r["ptflops"])] for r in results("counters")["rows"]]
+    return _table(["model", "torchvision", "cnnlab", "torchinfo", "fvcore", "ptflops"], rows)
+
+
+def _counter_version(tool: str) -> str:
+    version = results("counters")["versions"][tool]
+    return re.sub(r"\.post\d+$", "", version)
+
+
+# --- cnnlab compare, run here --------------------------------------------------------------------
+
+COMPARE = ["compare", "alexnet", "vgg16", "googlenet", "resnet50", "densenet121", "--input", "3x224x224"]
+
+
+@functools.cache
+def _command(*argv: str) -> str:
+    """What `cnnlab ARGV` prints on stdout."""
+    import contextlib
+    import io
+
+    from cnnlab.cli import main
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(list(argv))
+    if code:
+        raise SystemExit(f"fill-docs: `cnnlab {' '.join(argv)}` failed")
+    return buffer.getvalue()
+
+
+def _compare_table() -> str:
+    return _command(*COMPARE, "--markdown").rstrip("\n")
+
+
+def _compared(model: str, key: str) -> Any:
+    return next(r for r in json.loads(_command(*COMPARE, "--json"))["rows"] if r["model"] == model)[key]
+
+
+# --- the NumPy engine: bench/scratch.py ----------------------------------------------------------
+
+def _scratch_layer(index: int) -> dict[str, Any]:
+    return results("scratch")["layers"][index]
+
+
+def _threads(torch_ms: dict[str, Any]) -> list[str]:
+    """The keys ``threads_N`` in order of N."""
+    return sorted(torch_ms, key=lambda k: int(k.removeprefix("threads_")))
+
+
+def _scratch_table() -> str:
+    rows = []
+    for r in results("scratch")["layers"]:
+        torch_ms = r["torch_ms"]
+        rows.append([r["layer"], f"{r['scratch_im2col_ms']['forward_backward']:.1f} ms",
+                     " / ".join(f"{torch_ms[t]['forward_backward']:.1f}" for t in _threads(torch_ms)) + " ms",
+                     f"{r['ratio_forward_backward_vs_best_torch']:.2f}"])
+    label = " / ".join(t.removeprefix("threads_") for t in _threads(results("scratch")["layers"][0]["torch_ms"]))
+    return _table(["layer (batch 64)", "scratch fwd+bwd", f"torch fwd+bwd, {label} threads",
+                   "ratio to the faster torch"], rows)
+
+
+def _scratch_train(key: str) -> Any:
+    return results("scratch")["train_lenet"][key]
+
+
+def _seconds_to(percent: float) -> tuple[float, int]:
+    """Training seconds and step at which the scratch run's test accuracy first reached ``percent``."""
+    for point in _scratch_train("test_curve"):
+        if point["test_accuracy"] * 100 >= percent:
+            return point["train_seconds"], point["step"]
+    raise SystemExit(f"fill-docs: the scratch run never reached {percent}%")
+
+
+# --- the explorer: bench/serve_start.py ----------------------------------------------------------
+
+def _serve_start(kind: str, key: str) -> float:
+    return results("serve_start")[key][kind]["median"]
+
+
+VALUES: dict[str, Callable[[], str]] = {
+    "main-job.top1": lambda: f"{_main_job('test_top1'):.2%}",
+    "main-job.wall": lambda: f"{_main_job('wall_seconds'):.1f}",
+    "main-job.wall-rounded": lambda: f"{round(_main_job('wall_seconds'))}",
+    "main-job.epochs": lambda: f"{_main_job('epochs')}",
+    "main-job.rate": lambda: f"{_main_job('train_images_per_s'):,.0f}",
+    "train.cpu": lambda: results("train_throughput")["machine"]["cpu_bf16"].removeprefix("this CPU has "),
+    "analyze.r50-small-ratio": lambda: f"{_ratio('resnet50', '1x3x224x224'):.1f}",
+    "analyze.d121-small-ratio": lambda: f"{_ratio('densenet121', '1x3x224x224'):.1f}",
+    "analyze.r50-large-ratio": lambda: f"{_ratio('resnet50', '64x3x512x512'):.0f}",
+    "analyze.d121-large-ratio": lambda: f"{_ratio('densenet121', '64x3x512x512'):.0f}",
+    "analyze.r50-large-torchinfo-gib":
+        lambda: f"{_analyze('torchinfo', 'resnet50', '64x3x512x512', 'peak_mib') / 1024:.1f}",
+    "analyze.d121-large-torchinfo-gib":
+        lambda: f"{_analyze('torchinfo', 'densenet121', '64x3x512x512', 'peak_mib') / 1024:.1f}",
+    "analyze.r152-huge-seconds": lambda: f"{_analyze('cnnlab', 'resnet152', '256x3x2048x2048', 'seconds'):.2f}",
+    "counters.torchinfo": lambda: _counter_version("torchinfo"),
+    "counters.fvcore": lambda: _counter_version("fvcore"),
+    "counters.ptflops": lambda: _counter_version("ptflops"),
+    "compare.googlenet-params": lambda: f"{_compared('googlenet', 'params') / 1e6:.1f}",
+    "scratch.conv1-ms": lambda: f"{_scratch_layer(0)['scratch_im2col_ms']['forward_backward']:.1f}",
+    "scratch.conv1-torch-ms":
+        lambda: f"{min(v['forward_backward'] for v in _scratch_layer(0)['torch_ms'].values()):.1f}",
+    "scratch.conv2-ratio": lambda: f"{_scratch_layer(1)['ratio_forward_backward_vs_best_torch']:.1f}",
+    "scratch.col2im-ms": lambda: f"{results('scratch')['col2im']['per_tap_strided_add_ms']:.2f}",
+    "scratch.add-at-ms": lambda: f"{results('scratch')['col2im']['np_add_at_ms']:.1f}",
+    "scratch.col2im-speedup": lambda: f"{results('scratch')['col2im']['speedup']:.1f}",
+    "scratch.naive-speedup": lambda: f"{results('scratch')['naive']['speedup']:.0f}",
+    "scratch.top1": lambda: f"{_scratch_train('test_accuracy'):.2%}",
+    "scratch.train-seconds": lambda: f"{_scratch_train('train_seconds'):.1f}",
+    "scratch.total-seconds": lambda: f"{round(_scratch_train('total_seconds'))}",
+    "scratch.epochs": lambda: f"{_scratch_train('settings')['epochs']}",
+    "scratch.97-seconds": lambda: f"{_seconds_to(97)[0]:.1f}",
+    "scratch.97-step": lambda: f"{_seconds_to(97)[1]}",
+    "serve-start.lazy-url": lambda: f"{_serve_start('lazy', 'url_s'):.2f}",
+    "serve-start.lazy-models": lambda: f"{_serve_start('lazy', 'first_models_answer_s'):.2f}",
+    "serve-start.eager-url": lambda: f"{_serve_start('eager', 'url_s'):.2f}",
+}
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "train-throughput": _train_table,
+    "analyze": _analyze_table,
+    "counters": _counters_table,
+    "compare-classic": _compare_table,
+    "scratch": _scratch_table,
+}
+
+
+def fill(text: str, where: str) -> tuple[str, list[str]]:
+    """The document with every marked number written from its source, and what changed."""
+    changes: list[str] = []
+
+    def value(match: re.Match[str]) -> str:
+        name, old = match.group(1), match.group(2)
+        if name not in VALUES:
+            raise SystemExit(f"fill-docs: {where}: no value named {name!r}")
+        new = VALUES[name]()
+        if new != old:
+            changes.append(f"{where}: {name}: {old!r} -> {new!r}")
+        return f"<!--v:{name}-->{new}<!--/v-->"
+
+    def block(match: re.Match[str]) -> str:
+        name, old = match.group(2), match.group(3)
+        if name not in BLOCKS:
+            raise SystemExit(f"fill-docs: {where}: no block named {name!r}")
+        new = BLOCKS[name]() + "\n"
+        if new != old:
+            changes.append(f"{where}: block {name} changed")
+        return f"{match.group(1)}{new}{match.group(4)}"
+
+    return BLOCK.sub(block, VALUE.sub(value, text)), changes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a document is stale")
+    args = parser.parse_args(argv)
+    stale: list[str] = []
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        new, changes = fill(text, str(document.relative_to(ROOT)))
+        stale += changes
+        if changes and not args.check:
+            document.write_text(new, encoding="utf-8")
+    for line in stale:
+        print(line)
+    if args.check and stale:
+        print("fill-docs: documents are stale: run python scripts/fill-docs.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
