@@ -262,3 +262,36 @@ def test_every_command_but_serve_takes_json() -> None:
     without = [" ".join(path) for path, parser in _leaf_parsers(build_parser(None))
                if not any("--json" in a.option_strings for a in parser._actions)]
     assert without == ["serve"]
+
+
+def _catalog(cli) -> dict[str, dict]:
+    code, out, err = cli("models", "--json")
+    assert code == 0, err
+    return {m["name"]: m for m in json.loads(out)["models"]}
+
+
+def test_the_family_pages_give_the_zoo_s_own_counts(cli) -> None:
+    """Each model row of docs/models/*.md: its parameter count and GMACs are what `cnnlab models` computes."""
+    catalog = _catalog(cli)
+    checked = 0
+    for page in sorted((ROOT / "docs" / "models").glob("*.md")):
+        header: list[str] = []
+        for text in page.read_text(encoding="utf-8").splitlines():
+            cells = [c.strip() for c in text.strip().strip("|").split("|")]
+            if text.startswith("| name "):
+                header = cells
+                continue
+            name = cells[0].strip("`") if text.startswith("| `") else ""
+            if name not in catalog:
+                continue
+            model = catalog[name]
+            column = next(i for i, h in enumerate(header) if "param" in h)
+            first = re.search(r"\d{1,3}(?:,\d{3})+", cells[column])
+            assert first, f"{page.name}: {name}: no parameter count in {cells[column]!r}"
+            assert int(first.group().replace(",", "")) in (model["params"], model["trainable_params"]), \
+                f"{page.name}: {name}: the page says {first.group()}, cnnlab models says {model['params']:,}"
+            if any("GMACs" in h for h in header):
+                gmacs = cells[next(i for i, h in enumerate(header) if "GMACs" in h)]
+                assert gmacs == f"{model['macs'] / 1e9:.3f}", f"{page.name}: {name}: GMACs {gmacs}"
+            checked += 1
+    assert checked >= 40
