@@ -174,7 +174,18 @@ def _serve_start(kind: str, key: str) -> float:
     return results("serve_start")[key][kind]["median"]
 
 
+def _busy(run: int, key: str) -> Any:
+    return results("busy_threads")["runs"][run][key]
+
+
 VALUES: dict[str, Callable[[], str]] = {
+    "busy.processes": lambda: f"{results('busy_threads')['busy_processes']}",
+    "busy.default-threads": lambda: f"{_busy(0, 'threads')}",
+    "busy.default-rate": lambda: f"{_busy(0, 'images_per_s'):,}",
+    "busy.auto-threads": lambda: f"{_busy(1, 'threads')}",
+    "busy.auto-rate": lambda: f"{_busy(1, 'images_per_s'):,}",
+    "busy.auto-why": lambda: f"{_busy(1, 'why')}",
+    "busy.speedup": lambda: f"{results('busy_threads')['auto_over_default']:.1f}",
     "main-job.top1": lambda: f"{_main_job('test_top1'):.2%}",
     "main-job.wall": lambda: f"{_main_job('wall_seconds'):.1f}",
     "main-job.wall-rounded": lambda: f"{round(_main_job('wall_seconds'))}",

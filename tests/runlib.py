@@ -25,8 +25,9 @@ def small_config(tmp_path: Path, **changes: Any) -> Any:
     from cnnlab.train.config import override
     from cnnlab.train.recipes import get_recipe
 
+    # One thread, whatever the load: runs that tests compare bit for bit must compute alike.
     base = dict(dataset="mnist-5k", limit=1000, epochs=2, batch_size=50, eval_batch_size=500, log_every=5,
-                out=str(tmp_path), device="cpu", lr=0.05)
+                out=str(tmp_path), device="cpu", lr=0.05, threads=1)
     return override(get_recipe("lenet5-mnist"), {**base, **changes})
 
 

@@ -73,7 +73,7 @@ def test_a_run_records_what_auto_picked_in_its_header_and_config(tmp_path: Path)
     saved = json.loads((result.run_dir / "config.json").read_text())
     chosen = resolve("auto", None, CPU)
     assert (saved["precision"], saved["channels_last"]) == (chosen.name, chosen.channels_last)
-    assert f"precision {chosen.describe()}" in result.summary
+    assert any(line.startswith(f"precision {chosen.describe()} | threads ") for line in result.summary)
 
 
 def test_bf16_and_fp32_reach_the_same_accuracy_within_seed_noise(tmp_path: Path) -> None:

@@ -227,7 +227,7 @@ def test_train_eval_predict_from_the_cli(cli, tmp_path: Path) -> None:
     [
         (["train", "--recipe", "resnet9-mnist"], "unknown recipe"),
         (["train", "--schedule", "wavy"], "schedule must be one of"),
-        (["train", "--epochs", "many"], "takes a int"),
+        (["train", "--epochs", "many"], "takes an integer"),
         (["train", "--model", "alexnet", "--dataset", "mnist-5k"], "--adapt-size"),
         (["train", "--dataset", "imagenet22k"], "imagenet22k"),
         (["train", "--set", "flavour=sweet", "--dataset", "mnist-5k"], "flavour"),

@@ -75,6 +75,7 @@ class TrainConfig:
     precision: str = opt("auto", "auto | fp32 | bf16 | fp16: auto is bf16 autocast where the hardware does bf16 "
                                  "natively (CPUs with AMX or AVX512-BF16, CUDA from Ampere on), else fp32")
     channels_last: bool | None = opt(None, "NHWC memory layout (default: on with bf16/fp16, off with fp32)")
+    threads: int | None = opt(None, "CPU compute threads (default: auto, the cores other work leaves free)")
     compile: bool = opt(False, "torch.compile the model")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     workers: int = opt(4, "DataLoader workers for image folders")
@@ -267,6 +268,11 @@ def _check_data(cfg: TrainConfig) -> None:
 FIELD_HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
 
 
+# Fields whose None means "cnnlab decides": `auto` on the command line says so too.
+_AUTO = frozenset({"threads", "channels_last"})
+_KINDS = {int: "an integer", float: "a number", str: "a string"}
+
+
 def _coerce(name: str, annotation: Any, value: Any) -> Any:
     """Turn a command-line string (or a JSON value) into the field's type."""
     if value is None:
@@ -274,7 +280,7 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
     origin = get_origin(annotation)
     args = [a for a in get_args(annotation) if a is not type(None)]
     if origin is not None and type(None) in get_args(annotation):  # X | None
-        if isinstance(value, str) and value.lower() in ("none", "null", ""):
+        if isinstance(value, str) and value.lower() in ("none", "null", "", *(("auto",) if name in _AUTO else ())):
             return None
         return _coerce(name, args[0], value)
     if annotation is bool:
@@ -290,7 +296,7 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
         try:
             return annotation(value)
         except (TypeError, ValueError):
-            raise CnnlabError(f"--{name.replace('_', '-')} takes a {annotation.__name__}, got {value!r}") from None
+            raise CnnlabError(f"--{name.replace('_', '-')} takes {_KINDS[annotation]}, got {value!r}") from None
     if origin is list:
         if isinstance(value, str):
             value = [v for v in value.replace(" ", ",").split(",") if v]

@@ -34,6 +34,8 @@ from cnnlab.train.config import TrainConfig, config_from_dict
 from cnnlab.train.distributed import DistEnv, all_reduce_sum, barrier, init_distributed, shutdown
 from cnnlab.train.precision import Precision, resolve
 from cnnlab.train.progress import Progress, fmt_duration
+from cnnlab.train.threads import Probe, Threads
+from cnnlab.train.threads import resolve as resolve_threads
 
 __all__ = ["RunResult", "build_optimizer", "evaluate", "fit", "fit_seeds", "load_data", "lr_factor", "mean_std"]
 
@@ -351,6 +353,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, on_step: Callable[[i
         device = _device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
         env = init_distributed(device)
         created = run is None
+        threads = torch.get_num_threads()  # the run sets its own; the caller gets theirs back
         try:
             if run is None:
                 run, note = _open_run(cfg, env, overwrite)
@@ -360,6 +363,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, on_step: Callable[[i
                 run.discard_if_empty()  # a run that failed before writing anything leaves no folder
             raise
         finally:
+            torch.set_num_threads(threads)
             shutdown(env)
     finally:
         if run is not None:
@@ -389,8 +393,11 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
     # The run records what it uses, not what it was asked: config.json says bf16 or fp32, never auto.
     precision = resolve(cfg.precision, cfg.channels_last, device)
     cfg = dataclasses.replace(cfg, precision=precision.name, channels_last=precision.channels_last)
+    probe = Probe()  # how busy the other processes keep the cores, measured while the data loads
     ds = load_data(cfg)
     model, model_kwargs = _build_model(cfg, ds)
+    threads = resolve_threads(cfg.threads, device, probe)
+    cfg = dataclasses.replace(cfg, threads=threads.count)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -442,7 +449,7 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
         run.write_config(cfg.to_json())
         run.write_metrics(state["history"])
     writer = _tensorboard(cfg, run, env)
-    summary = _summary_lines(cfg, ds, base, device, env, total_steps, epochs, run_dir, precision)
+    summary = _summary_lines(cfg, ds, base, device, env, total_steps, epochs, run_dir, precision, threads)
     progress = Progress(env.is_main and not quiet, total_steps, epochs, start_step=state["step"])
     if note:
         progress.message(note)
@@ -589,7 +596,8 @@ def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt
 
 
 def _summary_lines(cfg: TrainConfig, ds: Any, model: nn.Module, device: torch.device, env: DistEnv,
-                   total_steps: int, epochs: int, run_dir: Path, precision: Precision) -> list[str]:
+                   total_steps: int, epochs: int, run_dir: Path, precision: Precision,
+                   threads: Threads) -> list[str]:
     params = sum(p.numel() for p in model.parameters())
     lines = [
         f"run {run_dir} | recipe {cfg.recipe}",
@@ -599,7 +607,7 @@ def _summary_lines(cfg: TrainConfig, ds: Any, model: nn.Module, device: torch.de
         f"{total_steps:,} steps ({epochs} epochs) of batch {cfg.batch_size} on {device}"
         + (f" x {env.world_size} processes ({env.backend})" if env.enabled else "")
         + f" | {cfg.optimizer} lr {cfg.lr:g} {cfg.schedule}",
-        f"precision {precision.describe()}",
+        f"precision {precision.describe()} | threads {threads.describe()}",
     ]
     lines += [f"adaptation: {a}" for a in ds.adaptation]
     return lines
