@@ -124,6 +124,7 @@ def _calc() -> Iterator[pytest.param]:  # type: ignore[type-arg]
     yield _case("calc-tour-extra-argument", "calc", "tour", "extra")
     yield _case("calc-tour--explain", "calc", "tour", "--explain")
     yield _case("calc-tour--input", "calc", "tour", "--input", "3x32x32")
+    yield _case("calc-tour--lang=bogus", "calc", "tour", "--lang", "fr")
     yield _case("calc-no-subcommand", "calc")
     yield _case("calc-unknown-subcommand", "calc", "deconv")
 

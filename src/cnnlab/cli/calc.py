@@ -11,7 +11,7 @@ from cnnlab.console import print_json, print_stack
 from cnnlab.errors import CnnlabError
 from cnnlab.lab import Lab, layer_document
 from cnnlab.shapes import PADDING_MODES, POOL_MODES, STACK_GRAMMAR
-from cnnlab.tour import calculator_tour, print_calculator_tour
+from cnnlab.tour import LANGS, calculator_tour, print_calculator_tour
 
 
 def _conv(args: argparse.Namespace) -> None:
@@ -72,7 +72,7 @@ def _stack(args: argparse.Namespace) -> None:
 
 
 def _tour(args: argparse.Namespace) -> None:
-    emit(calculator_tour(), args.json, lambda _: print_calculator_tour())
+    emit(calculator_tour(args.lang), args.json, lambda _: print_calculator_tour(args.lang))
 
 
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
@@ -127,5 +127,6 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     s.set_defaults(func=_stack)
 
     t = calc_sub.add_parser("tour", help="the classic hand calculations, worked by the calculator")
+    t.add_argument("--lang", choices=LANGS, default="en", help="en (default) or ko: the tour in Korean")
     add_output_flags(t, explain=False)
     t.set_defaults(func=_tour)
