@@ -101,6 +101,15 @@ def _calc() -> Iterator[pytest.param]:  # type: ignore[type-arg]
                       {"over-half-kernel": "2"})
     yield from _kinds("calc-pool", pool, "--adaptive", INT_KINDS, ("negative", "zero", "text"))
     yield _case("calc-pool--mode=bogus", *pool, "--kernel", "2", "--mode", "median")
+    yield _case("calc-pool--mode=all-without-values", *pool, "--kernel", "2", "--mode", "all")
+    yield _case("calc-pool--no-input-no-values", "calc", "pool", "--kernel", "2")
+    values = ("calc", "pool", "--kernel", "2")
+    for kind, grid in GRIDS.items():
+        yield _case(f"calc-pool--values={kind}", *values, f"--values={grid}")
+    yield _case("calc-pool--values-kernel-too-big", "calc", "pool", "--values", "1,2;3,4", "--kernel", "3")
+    yield _case("calc-pool--values-no-kernel", "calc", "pool", "--values", "1,2;3,4")
+    yield _case("calc-pool--values-other-input", *values, "--values", "1,2;3,4", "--input", "1x3x3")
+    yield _case("calc-pool--values-global", *values, "--values", "1,2;3,4", "--global")
 
     stack = ("calc", "stack", "--input", "1x28x28")
     for kind, shape in BAD_SHAPES.items():
@@ -115,6 +124,7 @@ def _calc() -> Iterator[pytest.param]:  # type: ignore[type-arg]
     yield _case("calc-tour-extra-argument", "calc", "tour", "extra")
     yield _case("calc-tour--explain", "calc", "tour", "--explain")
     yield _case("calc-tour--input", "calc", "tour", "--input", "3x32x32")
+    yield _case("calc-tour--lang=bogus", "calc", "tour", "--lang", "fr")
     yield _case("calc-no-subcommand", "calc")
     yield _case("calc-unknown-subcommand", "calc", "deconv")
 
@@ -493,6 +503,7 @@ def test_a_mistake_is_one_line_and_exit_code_2(argv: list[str], files: Path, cap
 @pytest.mark.parametrize("argv", [
     ["calc", "conv", "--input", "3x32x32", "--out-channels", "8", "--kernel", "3", "--json"],
     ["calc", "pool", "--input", "3x32x32", "--kernel", "2", "--json"],
+    ["calc", "pool", "--values", "1,2;3,4", "--kernel", "2", "--mode", "all", "--json"],
     ["calc", "stack", "--input", "1x28x28", "flatten", "--json"],
     ["inspect", "lenet5", "--json"],
     ["compare", "resnet20", "--json"],

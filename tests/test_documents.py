@@ -66,6 +66,11 @@ CASES = [
               "--json"], "POST", "/api/conv", {"input": "1,2,3;4,5,6;7,8,9", "kernel": "1,0;0,-1", "stride": 1}),
     ("conv", ["scratch", "explain", "--padding", "1", "--stride", "2", "--bias", "1", "--json"], "POST", "/api/conv",
      {"padding": 1, "stride": 2, "bias": 1}),
+    ("pool", ["calc", "pool", "--values", "1,3,2,4;5,6,1,2;7,2,3,1;0,1,4,8", "--kernel", "3", "--stride", "2",
+              "--padding", "1", "--mode", "all", "--json"], "POST", "/api/pool",
+     {"values": "1,3,2,4;5,6,1,2;7,2,3,1;0,1,4,8", "kernel": 3, "stride": 2, "padding": 1, "mode": "all"}),
+    ("pool", ["calc", "pool", "--values", "1,2;3,4", "--kernel", "2", "--input", "1x2x2", "--json"], "POST",
+     "/api/pool", {"values": [[1, 2], [3, 4]], "kernel": "2", "input": "1x2x2"}),
     ("runs", ["runs", "--runs", "{runs}", "--json"], "GET", "/api/runs", None),
     ("run", ["runs", "{name}", "--runs", "{runs}", "--json"], "GET", "/api/runs/{name}", None),
 ]

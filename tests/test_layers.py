@@ -21,10 +21,11 @@ LAYERS = [
     {"runs"},  # the run folder
     {"sources", "catalog"},  # which network a name means; the zoo's table
     {"train", "scratch", "export"},
+    {"tour"},  # the calculator's tour (the picture tour quotes its stops)
     {"viz"},
     {"experiments"},  # the papers' experiments: runs, then tables and plots
     {"lab"},  # the queries: one document per question
-    {"tour", "web"},
+    {"web"},
     {"cli", "__main__"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -124,6 +124,12 @@ QUERIES: tuple[Query, ...] = (
           (Param("input", "rows like '1,2;3,4'"), Param("kernel", "rows like '1,0;0,1'"), Param("stride", "1 or rows,cols"),
            Param("padding", "0 or rows,cols"), Param("dilation", "1 or rows,cols"), Param("bias", "a number")),
           command="cnnlab scratch explain --json", example='{"input": "1,2;3,4", "kernel": "1,0;0,1"}'),
+    Query("pool", "POST", "pooling of a small grid window by window: max, average or min (or all three), PyTorch's "
+          "rules", (Param("values", "rows like '1,3;5,6'"), Param("kernel", "window size: one number or rows,cols"),
+                    Param("stride", "default: the kernel"), Param("padding", "0 or rows,cols"),
+                    Param("dilation", "1 or rows,cols (max and min)"), Param("mode", "max, avg, min or all"),
+                    Param("input", "optional shape 1xHxW; it must be the grid's")),
+          command="cnnlab calc pool --values --json", example='{"values": "1,3;5,6", "kernel": 2, "mode": "all"}'),
     Query("rf", "GET", "a layer's theoretical receptive field and its measured effective field",
           (_MODEL, _RUN, _INPUT, Param("layer", "a convolution or pooling node (default: the deepest that fits)"),
            Param("samples", f"random inputs averaged (1 to {LIMITS['erf_samples']}, default 8)"))),
@@ -462,6 +468,27 @@ class Lab:
             padding=_pair(padding, "padding", 0, 16),
             dilation=_pair(dilation, "dilation", 1, 16),
             bias=bias if bias != "" else 0,
+        ).to_dict()
+
+    def pool(self, values: Any = None, kernel: Any = None, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+             mode: Any = "max", input: Any = None) -> dict[str, Any]:
+        """Max, average or min pooling of a small grid, window by window (``mode`` "all": the three)."""
+        from cnnlab.scratch.explain import explain_pooling
+
+        if values is None or (isinstance(values, str) and not values.strip()):
+            raise CnnlabError("values are missing: give the grid to pool as rows like '1,3,2,4;5,6,1,2'")
+        if not isinstance(values, (str, list)):
+            raise CnnlabError("values must be rows like '1,2,3;4,5,6' or a list of lists of numbers")
+        if not isinstance(mode, str):
+            raise CnnlabError(f"mode must be max, avg, min or all, got {mode!r}")
+        return explain_pooling(
+            values,
+            kernel=_pair(kernel, "kernel", 1, 32),
+            stride=None if stride is None or stride == "" else _pair(stride, "stride", 1, 32),
+            padding=_pair(padding, "padding", 0, 16),
+            dilation=_pair(dilation, "dilation", 1, 16),
+            modes=mode,
+            input_shape=_shape(input),
         ).to_dict()
 
     # -- networks with weights: receptive field, inside a trained network ---------------------------------

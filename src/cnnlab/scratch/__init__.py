@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from cnnlab.scratch.convert import from_npz, from_state_dict, load_checkpoint
 from cnnlab.scratch.data import Digits, load_digits, load_mnist, load_mnist_5k
-from cnnlab.scratch.explain import Explanation, Placement, explain_convolution, parse_matrix
+from cnnlab.scratch.explain import (
+    Explanation,
+    Placement,
+    PoolExplanation,
+    explain_convolution,
+    explain_pooling,
+    parse_matrix,
+)
 from cnnlab.scratch.layers import (
     AvgPool2d,
     BatchNorm2d,
@@ -51,12 +58,14 @@ __all__ = [
     "MaxPool2d",
     "MinPool2d",
     "Placement",
+    "PoolExplanation",
     "ReLU",
     "Sequential",
     "Sigmoid",
     "Tanh",
     "evaluate",
     "explain_convolution",
+    "explain_pooling",
     "from_npz",
     "from_state_dict",
     "lenet5",

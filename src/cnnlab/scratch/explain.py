@@ -1,14 +1,19 @@
-"""Convolution by hand: every kernel placement, its inner product written out, the output filling in.
+"""Convolution and pooling by hand: every window, what it holds and what it gives, written out.
 
-    >>> from cnnlab.scratch.explain import explain_convolution
+    >>> from cnnlab.scratch.explain import explain_convolution, explain_pooling
     >>> result = explain_convolution()          # the classic 5x5 input and 3x3 kernel
     >>> result.output
     [[4, 3, 4], [2, 4, 3], [2, 3, 4]]
     >>> print(result.render())                  # doctest: +SKIP
+    >>> explain_pooling("1,3,2,4;5,6,1,2;7,2,3,1;0,1,4,8", 2, modes="all").outputs["max"]
+    [[6, 4], [7, 8]]
 
 The arithmetic is done on Python numbers, so integer inputs give exact integer answers. The
 operation is what deep-learning libraries call convolution (strictly, cross-correlation: the
 kernel is not flipped), with zero padding, stride and dilation as in ``torch.nn.Conv2d``.
+Pooled values come from the engine's own pooling (:func:`cnnlab.scratch.functional.maxpool2d`
+and :func:`~cnnlab.scratch.functional.avgpool2d`, PyTorch's rules), the output size and the
+checks from :func:`cnnlab.shapes.pool`; this module writes out what each window holds.
 """
 
 from __future__ import annotations
@@ -19,15 +24,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from cnnlab import shapes
 from cnnlab.errors import CnnlabError
-from cnnlab.scratch.functional import IntPair, conv_output_size, pair
+from cnnlab.scratch.functional import IntPair, avgpool2d, conv_output_size, maxpool2d, pair
 
 __all__ = [
     "DEFAULT_INPUT",
     "DEFAULT_KERNEL",
+    "POOL_MODES",
     "Explanation",
     "Placement",
+    "PoolExplanation",
+    "Window",
     "explain_convolution",
+    "explain_pooling",
     "parse_matrix",
 ]
 
@@ -328,3 +340,175 @@ def explain_convolution(
         _size_formula("OW", w, kw, stride[1], pw, dilation[1]),
     ]
     return Explanation(image, weights, stride, padding, dilation, bias, padded, output, placements, formulas)
+
+
+# --------------------------------------------------------------------------------------
+# Pooling
+# --------------------------------------------------------------------------------------
+
+POOL_MODES = shapes.POOL_MODES  # max, avg, min; "all" asks for the three side by side
+_POOL_NAMES = {"max": "MaxPool2d", "avg": "AvgPool2d", "min": "MinPool2d"}
+
+
+@dataclass
+class Window:
+    """One pooling window: where it sits in the padded input, what it holds, what each mode gives."""
+
+    output: tuple[int, int]  # (row, column) of the output values this window computes
+    rows: list[int]  # rows of the padded input under the window
+    cols: list[int]  # columns of the padded input under the window
+    values: list[Number | None]  # the values it holds, row by row; None is a padding cell
+    results: dict[str, Number]  # mode -> pooled value
+
+    def _listed(self) -> str:
+        return ", ".join("pad" if v is None else fmt(v) for v in self.values)
+
+    def _avg(self) -> str:
+        total = sum(v for v in self.values if v is not None)
+        return f"{fmt(total)}/{len(self.values)} = {fmt(self.results['avg'])}"
+
+    def expression(self, mode: str) -> str:
+        """'max(1, 3, 5, 6) = 6', 'avg(1, 3, 5, 6) = 15/4 = 3.75': one mode's value written out."""
+        value = self._avg() if mode == "avg" else fmt(self.results[mode])
+        return f"{mode}({self._listed()}) = {value}"
+
+    def describe(self) -> str:
+        """The window's line: its place, then one mode's expression, or every mode's value."""
+        where = f"window rows {_span(self.rows)}, cols {_span(self.cols)}: "
+        if len(self.results) == 1:
+            return where + self.expression(next(iter(self.results)))
+        parts = [f"avg {self._avg()}" if m == "avg" else f"{m} {fmt(v)}" for m, v in self.results.items()]
+        return where + f"({self._listed()}) -> " + ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": list(self.output), "rows": self.rows, "cols": self.cols, "values": self.values,
+                "results": self.results, "expressions": {m: self.expression(m) for m in self.results}}
+
+
+@dataclass
+class PoolExplanation:
+    """Pooling of one small grid: the layer (output size, formulas, notes), every window, the outputs."""
+
+    input: Matrix
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    modes: tuple[str, ...]
+    layer: shapes.LayerResult  # the first mode's layer: output shape, size formulas, coverage notes
+    windows: list[Window]
+    outputs: dict[str, Matrix]  # mode -> pooled grid
+
+    def title(self) -> str:
+        """'MaxPool2d(kernel 2x2, stride 2): 1x4x4 -> 1x2x2', or 'max, avg and min pooling (...)' for several."""
+        settings = self.layer.description[self.layer.description.index("("):]
+        if len(self.modes) == 1:
+            name = _POOL_NAMES[self.modes[0]] + settings
+        else:
+            name = f"{', '.join(self.modes[:-1])} and {self.modes[-1]} pooling {settings}"
+        return f"{name}: {shapes.fmt_shape(self.layer.input_shape)} -> {shapes.fmt_shape(self.layer.output_shape)}"
+
+    def rules(self) -> list[str]:
+        """The output-size formulas and, with padding, what a padding cell counts as."""
+        lines = [line for line in self.layer.lines[1:] if line.startswith(("O = ", "OH = ", "OW = "))]
+        if self.padding != (0, 0):
+            lines.append(f"rows and columns count in the input padded by {_hw(self.padding)}; a padding cell (pad) "
+                         "never wins max or min, and avg counts it as 0 in the sum and the divisor (PyTorch's "
+                         "default, count_include_pad=True)")
+        if "min" in self.modes:
+            lines.append("min pooling = -maxpool(-x): the smallest value of each window")
+        return lines
+
+    def render(self, explain: bool = False) -> str:
+        """Plain text: the layer, the input beside each pooled grid, then with ``explain`` every window."""
+        blocks = [["input", *_grid(self.input)]] + [[mode, *_grid(self.outputs[mode])] for mode in self.modes]
+        lines = [self.title(), *_side_by_side(blocks, gap=4)]
+        if explain:
+            lines += ["", *(f"  {line}" for line in self.rules()), *(f"  {w.describe()}" for w in self.windows)]
+        lines += [f"  {note}" for note in self.layer.notes]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "input_shape": list(self.layer.input_shape),
+            "kernel": list(self.kernel),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "modes": list(self.modes),
+            "output_shape": list(self.layer.output_shape),
+            "outputs": self.outputs,
+            "explain": self.rules(),
+            "notes": list(self.layer.notes),
+            "windows": [w.to_dict() for w in self.windows],
+        }
+
+
+def _two(value: IntPair) -> tuple[int, int]:
+    """(rows, columns) of a setting :func:`cnnlab.shapes.pool` has accepted: 3, (3,) or (3, 5)."""
+    values = (value,) if isinstance(value, int) else tuple(value)
+    return (values[0], values[-1])
+
+
+def _modes(mode: str | Sequence[str]) -> tuple[str, ...]:
+    chosen = POOL_MODES if mode == "all" else (mode,) if isinstance(mode, str) else tuple(mode)
+    for m in chosen:
+        if m not in POOL_MODES:
+            raise CnnlabError(f"pooling mode must be one of {', '.join(POOL_MODES)} or all, got {m!r}")
+    if not chosen:
+        raise CnnlabError(f"no pooling mode given: use one of {', '.join(POOL_MODES)} or all")
+    return tuple(m for m in POOL_MODES if m in chosen)
+
+
+def explain_pooling(
+    values: Any,
+    kernel: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    modes: str | Sequence[str] = "max",
+    input_shape: Sequence[int] | None = None,
+) -> PoolExplanation:
+    """Pool a small single-channel grid window by window with max, average or min pooling.
+
+    Args:
+        values: 2-D grid of numbers: nested lists, a NumPy array or text like "1,3;5,6".
+        kernel, stride, padding, dilation: one integer or (rows, columns), as in
+            ``torch.nn.MaxPool2d``; the stride defaults to the kernel size. Average pooling has
+            no dilation; padding is at most half the kernel.
+        modes: "max", "avg", "min", a sequence of them, or "all".
+        input_shape: the shape the caller expects, e.g. (1, 4, 4); it must be the grid's.
+    """
+    grid = _check_matrix(values, "values")
+    chosen = _modes(modes)
+    h, w = len(grid), len(grid[0])
+    if input_shape is not None and tuple(input_shape) != (1, h, w):
+        raise CnnlabError(f"the input shape {shapes.fmt_shape(input_shape)} does not match the values, a {h}x{w} "
+                          f"grid (1x{h}x{w}): give 1x{h}x{w} or leave the shape out")
+    # The calculator checks the layer by PyTorch's rules (one clear line when it cannot be built).
+    layers = [shapes.pool((1, h, w), kernel, stride, padding, dilation, mode=m) for m in chosen]
+    layer = layers[0]
+    (kh, kw), dil = _two(kernel), _two(dilation)
+    step, pads = _two(layer.rf_stride), _two(layer.rf_padding)
+    x = np.asarray(grid, dtype=np.float64)[None, None]
+    whole = all(isinstance(v, int) for row in grid for v in row)
+    outputs: dict[str, Matrix] = {}
+    for m in chosen:
+        pooled = (avgpool2d(x, (kh, kw), step, pads) if m == "avg"
+                  else maxpool2d(x, (kh, kw), step, pads, dil, mode="min" if m == "min" else "max"))
+        # Max and min pick one of the values: whole numbers in, whole numbers out.
+        as_int = whole and m != "avg"
+        outputs[m] = [[int(v) if as_int else float(v) for v in row] for row in pooled[0, 0].tolist()]
+    oh, ow = layer.output_shape[1], layer.output_shape[2]
+    windows = []
+    for i in range(oh):
+        for j in range(ow):
+            rows = [i * step[0] + u * dil[0] for u in range(kh)]
+            cols = [j * step[1] + v * dil[1] for v in range(kw)]
+            held: list[Number | None] = [
+                grid[r - pads[0]][c - pads[1]] if 0 <= r - pads[0] < h and 0 <= c - pads[1] < w else None
+                for r in rows for c in cols
+            ]
+            windows.append(Window((i, j), rows, cols, held, {m: outputs[m][i][j] for m in chosen}))
+    return PoolExplanation(grid, (kh, kw), step, pads, dil, chosen, layer, windows, outputs)

@@ -3,8 +3,9 @@
     make_tour("docs/tour", "en", page="docs/tour.md")   # pictures and the English page
     make_tour("docs/tour", "ko", page="docs/ko/tour.md", draw=False)  # the Korean page, same pictures
 
-Every number on the page is computed here by the library (the layer calculator, the NumPy
-convolution explainer, the graph analyzer), and every picture is drawn by :mod:`cnnlab.viz`, so
+Every number on the page is computed here by the library (the layer calculator and its tour, the
+NumPy convolution and pooling explainers, the graph analyzer), and every picture is drawn by
+:mod:`cnnlab.viz`, so
 regenerating the page after a change keeps text and pictures in step. Seeds are fixed: two runs
 write the same files.
 """
@@ -20,15 +21,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import torch
 from matplotlib.patches import Rectangle
 from torch import nn
-from torch.nn import functional as F
 
 from cnnlab import shapes
 from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
+from cnnlab.scratch.explain import explain_pooling
 from cnnlab.shapes import fmt_shape
+from cnnlab.tour import OWN_NETWORK, stop
 from cnnlab.viz.common import save_figure
 from cnnlab.viz.compare import draw_compare, model_costs
 from cnnlab.viz.rf import draw_rf, effective_receptive_field
@@ -41,6 +42,8 @@ LANGS = ("en", "ko")  # the tour's languages: tour.md and tour.ko.md
 PICTURES = ("conv_inner_product.png", "padding_stride.png", "pooling.png", "erf_stacks.png",
             "rf_resnet18.png", "compare.png")
 POOL_INPUT = [[1, 3, 2, 1], [4, 6, 5, 0], [7, 2, 9, 8], [3, 1, 4, 6]]
+POOL_COMMAND = ('cnnlab calc pool --values "' + ";".join(",".join(map(str, row)) for row in POOL_INPUT)
+                + '" --kernel 2 --mode all --explain')
 
 
 # --------------------------------------------------------------------------------------
@@ -104,13 +107,8 @@ def _padding_picture(out: Path) -> None:
 
 
 def pool_results() -> dict[str, list[list[float]]]:
-    """Max, average and min pooling (2x2, stride 2) of the 4x4 example, computed with torch."""
-    x = torch.tensor(POOL_INPUT, dtype=torch.float32)[None, None]
-    return {
-        "max": F.max_pool2d(x, 2)[0, 0].tolist(),
-        "avg": F.avg_pool2d(x, 2)[0, 0].tolist(),
-        "min": (-F.max_pool2d(-x, 2))[0, 0].tolist(),
-    }
+    """Max, average and min pooling (2x2, stride 2) of the 4x4 example, as `POOL_COMMAND` prints them."""
+    return explain_pooling(POOL_INPUT, 2, modes="all").outputs
 
 
 def _pool_picture(out: Path) -> None:
@@ -189,7 +187,7 @@ def _numbers() -> dict[str, Any]:
         "conv_output": ex.output, "padded": padded, "strided": strided, "rgb": rgb,
         "rf3": [r.receptive_field.size[0] for r in rf3.rows], "two3": two3.params, "one5": one5.params,
         "reduce": reduce.params, "direct": direct.params, "reduce_macs": reduce.macs,
-        "direct_macs": direct.macs, "pool": pool_results(),
+        "direct_macs": direct.macs, "pool": explain_pooling(POOL_INPUT, 2, modes="all").render(explain=True),
         "costs": {c.name: c for c in model_costs(list(FAMILIES), (3, 224, 224))},
     }
 
@@ -234,8 +232,10 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
         ex = explain_convolution()
         expression = ex.placements[len(ex.placements) // 2].expression()
     out_grid = "\n".join("  ".join(f"{v:>3g}" for v in row) for row in n["conv_output"])
-    pool = n["pool"]
-    pool_text = "\n".join(f"{k:>3}: {v}" for k, v in pool.items())
+    alex, alex_words = stop("alexnet", lang)
+    homework, homework_words = stop("homework", lang)
+    (alex_layer,), (net,) = alex.results, homework.results
+    net_text = "\n".join(f"{r.layer.description}: {fmt_shape(r.layer.output_shape)}" for r in net.rows)
     costs = n["costs"]
     fam_lines = "\n".join(
         f"- **{name}**: {_m(costs[name].params)} {'파라미터' if ko else 'parameters'}, "
@@ -258,7 +258,8 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "스터디 노트의 주제를 순서대로 따라가며, 각 주제를 재현하는 cnnlab 명령과 그 결과 그림을 함께 "
             "보여 줍니다. 이 페이지의 숫자와 그림은 모두 저장소의 코드가 만든 것입니다 "
             "(`python scripts/make-tour.py`, 또는 `cnnlab tour --out DIR`로 그림과 영어·한국어 페이지를 원하는 "
-            "폴더에 생성).",
+            "폴더에 생성). 스터디 노트의 예제와 연습 문제를 명령 하나씩으로 풀어 보는 강의는 저장소의 "
+            "`docs/ko/course.md`에 있습니다.",
             "## 1. 합성곱은 내적이다",
             "3x3 필터(커널)를 5x5 입력 위에서 한 칸씩 옮기며, 겹치는 아홉 칸끼리 곱해 더한 값이 출력 한 칸이 "
             "됩니다. 아래 그림은 가운데 위치의 계산을 강조한 것입니다.",
@@ -280,13 +281,27 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             f"{fmt_shape(rgb.output_shape)}가 됩니다. 파라미터는 {rgb.params:,}개입니다.",
             f"```sh\n{cmd_rgb}\n```",
             _block(rgb.explain()),
-            "## 4. 풀링의 종류",
-            "풀링은 학습할 파라미터 없이 특징 맵을 줄입니다. 최대 풀링은 창에서 가장 큰 값, 평균 풀링은 평균, "
-            "최소 풀링은 가장 작은 값을 고릅니다(최소 풀링 = -maxpool(-x)). 아래 값은 torch로 계산했습니다.",
+            f"**{alex_words['title']}.** {alex_words['question']}",
+            f"```sh\n{alex.command}\n```",
+            _block(alex_layer.explain()),
+            f"답: {alex_words['answer']}",
+            "## 4. 연습 문제: 층마다 바뀌는 torch.Size",
+            f"{homework_words['question']} conv1, conv2, 펼치기, fc1, fc2를 지난 뒤의 모양을 "
+            "계산기로 확인합니다.",
+            f"```sh\n{homework.command}\n```",
+            _block(net_text),
+            f"답: {homework_words['answer']}",
+            f"참고: {homework_words['note']}",
+            f"```sh\n{OWN_NETWORK}\n```",
+            "## 5. 풀링의 종류",
+            "풀링은 학습할 파라미터 없이 특징 맵을 줄입니다. 최대 풀링은 윈도우에서 가장 큰 값, 평균 풀링은 평균, "
+            "최소 풀링은 가장 작은 값을 고릅니다(최소 풀링 = -maxpool(-x)). 아래는 그림의 4x4 입력을 2x2 윈도우, "
+            "스트라이드 2로 풀링한 명령과 그 출력입니다. `--values`에 자신의 행렬을 넣으면 같은 계산을 해 줍니다"
+            "(테스트가 torch의 결과와 비교합니다).",
             f"![최대, 평균, 최소 풀링]({img}/pooling.png)",
-            "```sh\ncnnlab calc pool --input 1x4x4 --kernel 2 --mode min --explain\n```",
-            _block(pool_text),
-            "## 5. 수용 영역의 성장, 3x3 두 번 대 5x5 한 번",
+            f"```sh\n{POOL_COMMAND}\n```",
+            _block(n["pool"]),
+            "## 6. 수용 영역의 성장, 3x3 두 번 대 5x5 한 번",
             f"스트라이드 1인 3x3 합성곱을 하나씩 쌓을 때마다 수용 영역이 2씩 커집니다: {rf[0]}, {rf[1]}, {rf[2]}. "
             "3x3 두 번은 5x5 한 번과 같은 영역을 보지만, 가운데 픽셀일수록 더 많은 경로로 연결되어 영향이 큽니다 "
             "(유효 수용 영역, Luo et al. 2016). 가중치를 모두 1로 둔 그림에서 확인할 수 있습니다.",
@@ -299,12 +314,12 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "영역은 가운데에 몰려 있습니다.",
             f"![ResNet-18의 수용 영역]({img}/rf_resnet18.png)",
             "```sh\ncnnlab viz rf resnet18 --input 3x64x64 --out rf_resnet18.png\n```",
-            "## 6. 1x1 병목으로 줄이는 비용",
+            "## 7. 1x1 병목으로 줄이는 비용",
             f"128채널에 3x3 합성곱을 바로 적용하면 가중치가 {n['direct']:,}개지만, 먼저 1x1 합성곱으로 32채널로 "
             f"줄인 뒤 3x3을 적용하면 {n['reduce']:,}개로 {saving:.1f}배 줄어듭니다"
             f"(28x28에서 MACs {n['direct_macs']:,} 대 {n['reduce_macs']:,}).",
             f"```sh\n{cmd_red}\n{cmd_dir}\n```",
-            "## 7. 아키텍처 계보",
+            "## 8. 아키텍처 계보",
             "224x224 입력 기준 파라미터와 MACs(곱셈-누산 횟수)는 다음과 같습니다.",
             fam_lines,
             f"![파라미터 대 MACs]({img}/compare.png)",
@@ -316,7 +331,8 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "The study-note topics in order, each with the cnnlab command that reproduces it and the picture "
             "it makes. Every number and picture here is produced by the repository's own code "
             "(`python scripts/make-tour.py`; `cnnlab tour --out DIR` writes the pictures and the English and "
-            "Korean pages anywhere).",
+            "Korean pages anywhere). The course in the repository, `docs/course.md`, answers every worked "
+            "example and exercise of the notes with one command each.",
             "## 1. Convolution is an inner product",
             "A 3x3 filter (kernel) slides over a 5x5 input; at each placement the nine overlapping values are "
             "multiplied pairwise and summed into one output value. The picture highlights the central placement.",
@@ -339,14 +355,27 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             f"{fmt_shape(rgb.output_shape)}, with {rgb.params:,} parameters.",
             f"```sh\n{cmd_rgb}\n```",
             _block(rgb.explain()),
-            "## 4. Pooling types",
+            f"**{alex_words['title']}.** {alex_words['question']}",
+            f"```sh\n{alex.command}\n```",
+            _block(alex_layer.explain()),
+            f"Answer: {alex_words['answer']}",
+            "## 4. Exercise: torch.Size after every layer",
+            f"{homework_words['question']} The calculator gives the shape after conv1, conv2, flattening, fc1 "
+            "and fc2.",
+            f"```sh\n{homework.command}\n```",
+            _block(net_text),
+            f"Answer: {homework_words['answer']}",
+            f"Note: {homework_words['note']}",
+            f"```sh\n{OWN_NETWORK}\n```",
+            "## 5. Pooling types",
             "Pooling shrinks a feature map and learns nothing. Max pooling keeps the largest value of each "
-            "window, average pooling the mean, min pooling the smallest (min pooling = -maxpool(-x)). The values "
-            "below are computed with torch.",
+            "window, average pooling the mean, min pooling the smallest (min pooling = -maxpool(-x)). Below, the "
+            "picture's 4x4 input pooled with 2x2 windows at stride 2: the command and what it prints. Give "
+            "`--values` your own grid for the same calculation (the tests check it against torch).",
             f"![max, average and min pooling]({img}/pooling.png)",
-            "```sh\ncnnlab calc pool --input 1x4x4 --kernel 2 --mode min --explain\n```",
-            _block(pool_text),
-            "## 5. Receptive fields grow; two 3x3 versus one 5x5",
+            f"```sh\n{POOL_COMMAND}\n```",
+            _block(n["pool"]),
+            "## 6. Receptive fields grow; two 3x3 versus one 5x5",
             f"Each stride-1 3x3 convolution adds 2 to the receptive field: {rf[0]}, {rf[1]}, {rf[2]}. Two 3x3 "
             "layers see the same 5x5 window as one 5x5 layer, but the centre pixels reach the output through "
             "more paths and weigh more (the effective receptive field, Luo et al. 2016); with all weights set to "
@@ -360,12 +389,12 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "input, yet the pixels that matter cluster in the centre.",
             f"![receptive fields of ResNet-18]({img}/rf_resnet18.png)",
             "```sh\ncnnlab viz rf resnet18 --input 3x64x64 --out rf_resnet18.png\n```",
-            "## 6. 1x1 bottleneck savings",
+            "## 7. 1x1 bottleneck savings",
             f"A 3x3 convolution applied directly to 128 channels needs {n['direct']:,} weights; reducing to 32 "
             f"channels with a 1x1 convolution first needs {n['reduce']:,}, {saving:.1f}x fewer "
             f"(MACs at 28x28: {n['direct_macs']:,} against {n['reduce_macs']:,}).",
             f"```sh\n{cmd_red}\n{cmd_dir}\n```",
-            "## 7. The architecture families",
+            "## 8. The architecture families",
             "Parameters and MACs (multiply-accumulates) at 224x224:",
             fam_lines,
             f"![parameters against MACs]({img}/compare.png)",
