@@ -98,7 +98,8 @@ def test_the_tours_pooling_block_is_what_its_command_prints(cli, page: str) -> N
 
     text = (DOCS / page).read_text(encoding="utf-8")
     assert "--input 1x4x4" not in text
-    shown = re.search(re.escape(f"```sh\n{POOL_COMMAND}\n```") + r"\n\n```text\n(.*?)\n```", text, re.DOTALL)
+    shown = re.search(r"```sh\n(?:cnnlab viz pool [^\n]*\n)?" + re.escape(f"{POOL_COMMAND}\n```") + r"\n\n```text\n(.*?)\n```",
+                      text, re.DOTALL)
     assert shown, f"{page} lacks the pooling command: regenerate it with scripts/make-tour.py"
     values = re.search(r'--values "([^"]+)"', POOL_COMMAND).group(1)
     code, out, _ = cli("calc", "pool", "--values", values, "--kernel", "2", "--mode", "all", "--explain")

@@ -81,6 +81,42 @@ def test_tour_command_writes_the_page_and_its_pictures(cli, tmp_path: Path) -> N
     assert not (tmp_path / "ko" / "tour.md").exists()
 
 
+@pytest.mark.slow
+def test_every_tour_picture_is_what_the_command_beside_it_draws(cli, tmp_path: Path, monkeypatch) -> None:
+    import shlex
+
+    from cnnlab.viz.tour import PICTURE_COMMANDS, draw_pictures
+
+    draw_pictures(tmp_path / "tour")
+    monkeypatch.chdir(tmp_path)
+    for name, command in PICTURE_COMMANDS.items():
+        code, _, err = cli(*shlex.split(command)[1:])
+        assert code == 0, err
+        assert (tmp_path / name).read_bytes() == (tmp_path / "tour" / name).read_bytes(), command
+
+
+def test_pooling_and_stack_pictures_from_the_command_line(cli, tmp_path: Path) -> None:
+    from cnnlab.viz import stack_fields
+
+    code, out, err = cli("viz", "pool", "--values", "1,3,2,1;4,6,5,0;7,2,9,8;3,1,4,6", "--kernel", "2",
+                         "--out", str(tmp_path / "pool.png"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["path"] == str(tmp_path / "pool.png") and (tmp_path / "pool.png").stat().st_size > 1000
+    code, _, err = cli("viz", "erf-stacks", "3", "3,3", "5", "--out", str(tmp_path / "erf.png"))
+    assert code == 0 and (tmp_path / "erf.png").is_file(), err
+    # Uniform weights: the field is exactly the theoretical one, the centre reached by the most paths.
+    fields = stack_fields(("3", "3,3", "5"), 11)
+    assert {name: int((erf > 0).sum()) for name, erf in fields.items()} == {"one 3x3": 9, "two 3x3": 25, "one 5x5": 25}
+    two = fields["two 3x3"]
+    assert two[5, 5] == 1.0 and two[3, 3] == pytest.approx(1 / 9) and two[5, 3] == pytest.approx(3 / 9)
+    for argv, message in ((["erf-stacks", "3,x"], "a stack is kernel sizes"),
+                          (["erf-stacks", "9", "--size", "5"], "use --size 9 or more"),
+                          (["pool", "--values", "1,2;3"], "the same number of values"),
+                          (["pool", "--values", "1,2;3,4", "--kernel", "3"], "the pooling window")):
+        code, _, err = cli("viz", *argv, "--out", str(tmp_path / "x.png"))
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
 def test_a_saved_picture_leaves_no_figure_open(trained_run: Path, tmp_path: Path) -> None:
     """The explorer draws for as long as it runs: every figure is closed once written."""
     import matplotlib.pyplot as plt

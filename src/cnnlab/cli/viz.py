@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from cnnlab import viz
-from cnnlab.cli.args import Parser, add_json_flag, count, shape, source
+from cnnlab.cli.args import Parser, add_json_flag, count, hyper, shape, source
 from cnnlab.cli.present import wrote
 from cnnlab.limits import MAX_SIDE
 from cnnlab.sources import KINDS
@@ -19,7 +19,15 @@ def _kernel(args: argparse.Namespace) -> None:
 
 
 def _conv_steps(args: argparse.Namespace) -> None:
-    wrote(viz.draw_conv_steps(args.input, args.kernel, args.stride, args.padding, args.out), args.json)
+    wrote(viz.draw_conv_steps(args.input, args.kernel, args.stride, args.padding, args.out, args.steps), args.json)
+
+
+def _pool(args: argparse.Namespace) -> None:
+    wrote(viz.draw_pooling(args.values, args.kernel, args.stride, args.padding, args.out), args.json)
+
+
+def _erf_stacks(args: argparse.Namespace) -> None:
+    wrote(viz.draw_erf_stacks(args.stacks or viz.ERF_STACKS, args.size, args.out), args.json)
 
 
 def _filters(args: argparse.Namespace) -> None:
@@ -75,6 +83,17 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     cs.add_argument("--kernel", default=None, help="rows like '1,0;0,1' (default: the 3x3 example)")
     cs.add_argument("--stride", type=count(1, example="1"), default=1)
     cs.add_argument("--padding", type=count(0, example="1"), default=0)
+    cs.add_argument("--steps", type=count(1, example="2"), default=16, help="draw the first N placements (default 16)")
+    po = picture("pool", "a small grid pooled by max, average and min, windows coloured", "pooling.png", _pool)
+    po.add_argument("--values", required=True, help="rows like '1,3,2,1;4,6,5,0;7,2,9,8;3,1,4,6'")
+    po.add_argument("--kernel", type=hyper, default=2, help="window size (default 2)")
+    po.add_argument("--stride", type=hyper, default=None, help="stride (default: the window size)")
+    po.add_argument("--padding", type=hyper, default=0, help="padding (default 0, at most half the window)")
+    es = picture("erf-stacks", "effective receptive fields of small convolution stacks, side by side",
+                 "erf-stacks.png", _erf_stacks)
+    es.add_argument("stacks", nargs="*", metavar="STACK",
+                    help="kernel sizes separated by commas, one stack each (default: 3  3,3  5)")
+    es.add_argument("--size", type=count(1, 64, "11"), default=11, help="input side (default 11)")
     fl = picture("filters", "a layer's kernels as a grid (the first layer by default)", "filters.png", _filters)
     fl.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
     fl.add_argument("--layer", default=None, help="a convolution's name (default: the first)")

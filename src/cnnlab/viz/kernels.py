@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 
 from cnnlab.errors import CnnlabError
-from cnnlab.scratch.explain import Explanation, explain_convolution, fmt, parse_matrix
+from cnnlab.scratch.explain import (
+    Explanation,
+    explain_convolution,
+    explain_pooling,
+    fmt,
+    parse_matrix,
+)
 from cnnlab.viz.common import ImageLike, as_image, new_figure, save_figure
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "apply_kernel",
     "draw_conv_steps",
     "draw_kernel",
+    "draw_pooling",
     "resolve_kernel",
     "to_gray",
 ]
@@ -253,3 +260,63 @@ def draw_conv_steps(input: Any = None, kernel: Any = None, stride: int = 1, padd
 
 def _hw(values: tuple[int, int]) -> str:
     return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
+
+
+_WINDOW_COLOURS = ("#ffe0b2", "#c8e6c9", "#bbdefb", "#f8bbd0", "#d1c4e9", "#fff9c4", "#b2dfdb", "#ffccbc")
+
+
+def draw_pooling(values: Any, kernel: Any = 2, stride: Any = None, padding: Any = 0,
+                 out: str | Path = "pooling.png") -> Path:
+    """A small grid pooled three ways: the input with its windows, then max, average and min pooling.
+
+    Each output cell has the colour of the window it pools (windows that overlap take the later
+    colour on the input; the red frame is the first window). The values are
+    :func:`cnnlab.scratch.explain.explain_pooling`'s, which ``cnnlab calc pool --values`` prints.
+    """
+    ex = explain_pooling(values, kernel, stride, padding, modes="all")
+    grid = ex.input
+    h, w = len(grid), len(grid[0])
+    ph, pw = ex.padding
+
+    def cells(window: Any) -> list[tuple[int, int]]:  # the window's cells of the unpadded input
+        return [(r - ph, c - pw) for r in window.rows for c in window.cols if 0 <= r - ph < h and 0 <= c - pw < w]
+
+    colour = {win.output: _WINDOW_COLOURS[i % len(_WINDOW_COLOURS)] for i, win in enumerate(ex.windows)}
+    shade = {cell: colour[win.output] for win in ex.windows for cell in cells(win)}
+    first = cells(ex.windows[0])
+    oh, ow = len(next(iter(ex.outputs.values()))), len(next(iter(ex.outputs.values()))[0])
+    cell = 1.0
+    gap = 1.0
+    total_w = w + 3 * (ow + gap)
+    fig = new_figure(max(520, int(70 * total_w) + 60), max(220, int(70 * max(h, oh)) + 110))
+    ax = fig.add_subplot(1, 1, 1)
+    _draw_cells(ax, grid, 0, 0, cell, shade)
+    rows = [r for r, _ in first]
+    cols = [c for _, c in first]
+    ax.add_patch(Rectangle((min(cols), min(rows)), max(cols) - min(cols) + 1, max(rows) - min(rows) + 1,
+                           fill=False, edgecolor="#d32f2f", linewidth=2))
+    ax.text(w / 2, -0.35, f"input {h}x{w}", ha="center", va="bottom", fontsize=10)
+    x = w + gap
+    for mode, result in ex.outputs.items():
+        _draw_cells(ax, result, x, 0, cell, {(i, j): colour[(i, j)] for i in range(oh) for j in range(ow)})
+        ax.text(x + ow / 2, -0.35, f"{mode} pooling", ha="center", va="bottom", fontsize=10)
+        x += ow + gap
+    ax.set_xlim(-0.2, total_w + 0.2)
+    ax.set_ylim(max(h, oh) + 0.2, -1.0)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.85, bottom=0.02)
+    (kh, kw), (sh, sw) = ex.kernel, ex.stride
+    fig.suptitle(f"{kh}x{kw} windows, stride {_hw((sh, sw))}, padding {_hw(ex.padding)}: "
+                 f"{h}x{w} -> {oh}x{ow}", fontsize=10)
+    return save_figure(fig, out)
+
+
+def _draw_cells(ax: Any, values: list[list[Any]], x0: float, y0: float, cell: float,
+                fill: dict[tuple[int, int], str]) -> None:
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            ax.add_patch(Rectangle((x0 + j * cell, y0 + i * cell), cell, cell, facecolor=fill.get((i, j), "white"),
+                                   edgecolor="#555555", linewidth=0.8))
+            text = fmt(value) if float(value).is_integer() else f"{value:.2f}"
+            ax.text(x0 + (j + 0.5) * cell, y0 + (i + 0.5) * cell, text, ha="center", va="center", fontsize=10)

@@ -31,8 +31,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.shapes import fmt_shape
 from cnnlab.viz.common import model_or_checkpoint, save_figure
 
-__all__ = ["FieldRow", "draw_rf", "effective_receptive_field", "erf_details", "field_box", "is_conv_or_pool",
-           "theoretical_fields"]
+__all__ = ["ERF_STACKS", "FieldRow", "draw_erf_stacks", "draw_rf", "effective_receptive_field", "erf_details",
+           "field_box", "is_conv_or_pool", "stack_fields", "theoretical_fields"]
 
 FIGSIZE = (12.0, 4.0)  # inches; with DPI this fixes the picture at 1080x360 pixels
 DPI = 90
@@ -261,3 +261,68 @@ def draw_rf(model_or_spec: nn.Module | str, input_size: Sequence[int] | str, out
                  f"effective field, trained\n({Path(str(checkpoint)).name})")
     fig.tight_layout()
     return save_figure(fig, out, dpi=DPI)
+
+
+ERF_STACKS = ("3", "3,3", "5")
+
+
+def _kernels(spec: str) -> list[int]:
+    """'3,3' -> [3, 3]: the kernel sizes of a stack, or one line naming the mistake."""
+    try:
+        kernels = [int(k) for k in spec.split(",")]
+    except ValueError:
+        raise CnnlabError(f"a stack is kernel sizes separated by commas, like 3,3 or 5; got {spec!r}") from None
+    if any(k < 1 or k > 31 for k in kernels):
+        raise CnnlabError(f"kernel sizes in a stack are 1 to 31, got {spec!r}")
+    return kernels
+
+
+def _stack_name(kernels: list[int]) -> str:
+    counts = ("one", "two", "three", "four", "five")
+    if len(set(kernels)) == 1 and len(kernels) <= len(counts):
+        return f"{counts[len(kernels) - 1]} {kernels[0]}x{kernels[0]}"
+    return " + ".join(f"{k}x{k}" for k in kernels)
+
+
+def _stack_net(kernels: list[int]) -> nn.Module:
+    """Stride-1 convolutions of one channel with uniform weights (as in Luo et al.'s first experiment)."""
+    layers = []
+    for k in kernels:
+        layer = nn.Conv2d(1, 1, k, bias=False)
+        nn.init.constant_(layer.weight, 1.0)
+        layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+def stack_fields(stacks: Sequence[str] = ERF_STACKS, size: int = 11) -> dict[str, np.ndarray]:
+    """The effective receptive field of each stack's central output on a ``size`` x ``size`` input.
+
+    A stack is kernel sizes separated by commas ("3,3": two 3x3 convolutions). Every weight is 1,
+    so each cell is the number of paths from that input pixel to the centre, normalised to the
+    largest; the cells above zero are exactly the theoretical field.
+    """
+    parsed = [_kernels(s) for s in stacks]
+    need = max(sum(k - 1 for k in kernels) + 1 for kernels in parsed)
+    if size < need:
+        raise CnnlabError(f"--size {size} is smaller than the largest stack's field ({need}): use --size {need} or more")
+    return {_stack_name(kernels): effective_receptive_field(_stack_net(kernels), (1, size, size), samples=1, seed=0)
+            for kernels in parsed}
+
+
+def draw_erf_stacks(stacks: Sequence[str] = ERF_STACKS, size: int = 11,
+                    out: str | os.PathLike[str] = "erf-stacks.png") -> Path:
+    """One panel per stack: its effective receptive field (:func:`stack_fields`) with the values written in."""
+    fields = stack_fields(stacks, size)
+    fig, axes = plt.subplots(1, len(fields), figsize=(3 * len(fields), 3.3), squeeze=False)
+    for ax, (name, erf) in zip(axes[0], fields.items(), strict=True):
+        ax.imshow(erf, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        if size <= 15:
+            for (i, j), v in np.ndenumerate(erf):
+                if v > 0:
+                    ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=6,
+                            color="black" if v > 0.6 else "white")
+        ax.set_title(f"{name}: {int((erf > 0).sum())} input pixels reach the centre", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return save_figure(fig, out)

@@ -13,16 +13,8 @@ write the same files.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.patches import Rectangle
-from torch import nn
 
 from cnnlab import shapes
 from cnnlab.atomic import atomic_write
@@ -30,20 +22,28 @@ from cnnlab.errors import CnnlabError
 from cnnlab.scratch.explain import explain_pooling
 from cnnlab.shapes import fmt_shape
 from cnnlab.tour import OWN_NETWORK, stop
-from cnnlab.viz.common import save_figure
 from cnnlab.viz.compare import draw_compare, model_costs
-from cnnlab.viz.rf import draw_rf, effective_receptive_field
+from cnnlab.viz.kernels import draw_conv_steps, draw_pooling
+from cnnlab.viz.rf import ERF_STACKS, draw_erf_stacks, draw_rf, stack_fields
 
 __all__ = ["FAMILIES", "LANGS", "PICTURES", "make_tour"]
 
-DPI = 80
 FAMILIES = ("alexnet", "vgg16", "googlenet", "resnet50", "densenet121")
 LANGS = ("en", "ko")  # the tour's languages: tour.md and tour.ko.md
-PICTURES = ("conv_inner_product.png", "padding_stride.png", "pooling.png", "erf_stacks.png",
-            "rf_resnet18.png", "compare.png")
 POOL_INPUT = [[1, 3, 2, 1], [4, 6, 5, 0], [7, 2, 9, 8], [3, 1, 4, 6]]
-POOL_COMMAND = ('cnnlab calc pool --values "' + ";".join(",".join(map(str, row)) for row in POOL_INPUT)
-                + '" --kernel 2 --mode all --explain')
+_POOL_VALUES = ";".join(",".join(map(str, row)) for row in POOL_INPUT)
+# Every picture, the command that draws it (shown next to it on the page) and the same call here;
+# a test runs each command and compares its file with the tour's.
+PICTURE_COMMANDS = {
+    "conv_inner_product.png": "cnnlab viz conv-steps --steps 1 --out conv_inner_product.png",
+    "padding_stride.png": "cnnlab viz conv-steps --padding 1 --stride 2 --steps 2 --out padding_stride.png",
+    "pooling.png": f'cnnlab viz pool --values "{_POOL_VALUES}" --kernel 2 --out pooling.png',
+    "erf_stacks.png": f"cnnlab viz erf-stacks {' '.join(ERF_STACKS)} --size 11 --out erf_stacks.png",
+    "rf_resnet18.png": "cnnlab viz rf resnet18 --input 3x64x64 --out rf_resnet18.png",
+    "compare.png": f"cnnlab viz compare {' '.join(FAMILIES)} --input 3x224x224 --out compare.png",
+}
+PICTURES = tuple(PICTURE_COMMANDS)
+POOL_COMMAND = f'cnnlab calc pool --values "{_POOL_VALUES}" --kernel 2 --mode all --explain'
 
 
 # --------------------------------------------------------------------------------------
@@ -51,119 +51,22 @@ POOL_COMMAND = ('cnnlab calc pool --values "' + ";".join(",".join(map(str, row))
 # --------------------------------------------------------------------------------------
 
 
-Cell = tuple[int, int]
-
-
-def _grid(ax: Any, matrix: Sequence[Sequence[float]], title: str, fill: dict[Cell, str] | None = None,
-          grey: Collection[Cell] = ()) -> None:
-    """A matrix as a table of cells with its numbers; ``fill`` colours cells, grey cells are padding."""
-    fill = fill or {}
-    rows, cols = len(matrix), len(matrix[0])
-    for i in range(rows):
-        for j in range(cols):
-            face = fill.get((i, j), "#e0e0e0" if (i, j) in grey else "white")
-            ax.add_patch(Rectangle((j, i), 1, 1, facecolor=face, edgecolor="#555555", lw=0.8))
-            value = matrix[i][j]
-            text = f"{value:g}" if isinstance(value, (int, float)) else str(value)
-            ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=10,
-                    color="#888888" if (i, j) in grey else "black")
-    ax.set_xlim(-0.1, cols + 0.1)
-    ax.set_ylim(rows + 0.1, -0.1)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    ax.set_title(title, fontsize=9)
-
-
-def _conv_picture(out: Path) -> str:
-    from cnnlab.scratch.explain import explain_convolution
-
-    ex = explain_convolution()
-    p = ex.placements[len(ex.placements) // 2]  # the central placement
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), gridspec_kw={"width_ratios": [5, 3, 3]})
-    _grid(axes[0], ex.input, "input 5x5 (window under the kernel)",
-          {(r, c): "#ffd54f" for r in p.rows for c in p.cols})
-    _grid(axes[1], ex.kernel, "kernel 3x3", {(r, c): "#b3e5fc" for r in range(3) for c in range(3)})
-    _grid(axes[2], ex.output, f"output 3x3 (cell {p.output[0]},{p.output[1]})", {p.output: "#c8e6c9"})
-    fig.suptitle(p.expression(), fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, out, dpi=DPI)
-    return p.expression()
-
-
-def _padding_picture(out: Path) -> None:
-    from cnnlab.scratch.explain import explain_convolution
-
-    ex = explain_convolution(padding=1, stride=2)
-    n = len(ex.padded)
-    border = {(i, j) for i in range(n) for j in range(n) if i in (0, n - 1) or j in (0, n - 1)}
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6), gridspec_kw={"width_ratios": [7, 3]})
-    _grid(axes[0], ex.padded, "input padded by 1 (grey: zeros); stride 2", grey=border)
-    for p, colour in zip(ex.placements[:2], ("tab:red", "tab:blue"), strict=True):
-        axes[0].add_patch(Rectangle((p.cols[0] + 0.06, p.rows[0] + 0.06), 2.88, 2.88, fill=False,
-                                    edgecolor=colour, lw=2.2))
-    _grid(axes[1], ex.output, "output 3x3 (first two values)", {(0, 0): "#ffcdd2", (0, 1): "#bbdefb"})
-    fig.tight_layout()
-    save_figure(fig, out, dpi=DPI)
-
-
 def pool_results() -> dict[str, list[list[float]]]:
     """Max, average and min pooling (2x2, stride 2) of the 4x4 example, as `POOL_COMMAND` prints them."""
     return explain_pooling(POOL_INPUT, 2, modes="all").outputs
 
 
-def _pool_picture(out: Path) -> None:
-    fig, axes = plt.subplots(1, 4, figsize=(9, 2.8), gridspec_kw={"width_ratios": [4, 2, 2, 2]})
-    colours = ["#ffe0b2", "#c8e6c9", "#bbdefb", "#f8bbd0"]
-    quads = [(r, c) for r in (0, 1) for c in (0, 1)]
-    _grid(axes[0], POOL_INPUT, "input 4x4, windows 2x2 stride 2",
-          {(2 * qr + a, 2 * qc + b): colour for (qr, qc), colour in zip(quads, colours, strict=True)
-           for a in (0, 1) for b in (0, 1)})
-    for ax, (mode, grid) in zip(axes[1:], pool_results().items(), strict=True):
-        _grid(ax, grid, f"{mode} pooling", dict(zip(quads, colours, strict=True)))
-    fig.tight_layout()
-    save_figure(fig, out, dpi=DPI)
-
-
-def _stack_nets() -> dict[str, nn.Module]:
-    def conv(k: int) -> nn.Conv2d:
-        layer = nn.Conv2d(1, 1, k, bias=False)
-        nn.init.constant_(layer.weight, 1.0)  # uniform weights, as in Luo et al.'s first experiment
-        return layer
-
-    return {"one 3x3": nn.Sequential(conv(3)), "two 3x3": nn.Sequential(conv(3), conv(3)),
-            "one 5x5": nn.Sequential(conv(5))}
-
-
-def _erf_picture(out: Path) -> dict[str, int]:
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
-    support = {}
-    for ax, (name, net) in zip(axes, _stack_nets().items(), strict=True):
-        erf = effective_receptive_field(net, (1, 11, 11), samples=1, seed=0)
-        support[name] = int((erf > 0).sum())
-        ax.imshow(erf, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
-        for (i, j), v in zip(((i, j) for i in range(11) for j in range(11)), erf.ravel(), strict=True):
-            if v > 0:
-                ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=6,
-                        color="black" if v > 0.6 else "white")
-        ax.set_title(f"{name}: {support[name]} input pixels reach the centre", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    save_figure(fig, out, dpi=DPI)
-    return support
-
-
 def draw_pictures(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Write every tour picture into ``out_dir``; returns the numbers the page quotes."""
+    """Write every tour picture into ``out_dir``, as its command in `PICTURE_COMMANDS` does; returns the page's facts."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    facts: dict[str, Any] = {"expression": _conv_picture(folder / "conv_inner_product.png")}
-    _padding_picture(folder / "padding_stride.png")
-    _pool_picture(folder / "pooling.png")
-    facts["support"] = _erf_picture(folder / "erf_stacks.png")
-    draw_rf("resnet18", (3, 64, 64), folder / "rf_resnet18.png", seed=0)
+    draw_conv_steps(out=folder / "conv_inner_product.png", max_panels=1)
+    draw_conv_steps(stride=2, padding=1, out=folder / "padding_stride.png", max_panels=2)
+    draw_pooling(POOL_INPUT, 2, out=folder / "pooling.png")
+    draw_erf_stacks(ERF_STACKS, 11, folder / "erf_stacks.png")
+    draw_rf("resnet18", (3, 64, 64), folder / "rf_resnet18.png")
     draw_compare(list(FAMILIES), (3, 224, 224), folder / "compare.png")
-    return facts
+    return {"support": {name: int((erf > 0).sum()) for name, erf in stack_fields(ERF_STACKS, 11).items()}}
 
 
 # --------------------------------------------------------------------------------------
@@ -225,12 +128,9 @@ _FAMILY_NOTES = {
 def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) -> str:
     ko = lang == "ko"
     pad, strided, rgb = n["padded"], n["strided"], n["rgb"]
-    expression = facts["expression"] if facts else None
-    if expression is None:
-        from cnnlab.scratch.explain import explain_convolution
+    from cnnlab.scratch.explain import explain_convolution
 
-        ex = explain_convolution()
-        expression = ex.placements[len(ex.placements) // 2].expression()
+    expression = explain_convolution().placements[0].expression()  # the placement the picture shows
     out_grid = "\n".join("  ".join(f"{v:>3g}" for v in row) for row in n["conv_output"])
     alex, alex_words = stop("alexnet", lang)
     homework, homework_words = stop("homework", lang)
@@ -250,7 +150,7 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
     cmd_one5 = 'cnnlab calc stack --input 128x32x32 "conv 128 k5 p2 nobias"'
     cmd_red = 'cnnlab calc stack --input 128x28x28 "conv 32 k1 nobias" "conv 128 k3 p1 nobias"'
     cmd_dir = 'cnnlab calc stack --input 128x28x28 "conv 128 k3 p1 nobias"'
-    cmd_cmp = f"cnnlab viz compare {' '.join(FAMILIES)} --input 3x224x224 --out compare.png"
+    cmd_cmp = PICTURE_COMMANDS["compare.png"]
     rf = n["rf3"]
     if ko:
         parts = [
@@ -262,16 +162,16 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "`docs/ko/course.md`에 있습니다.",
             "## 1. 합성곱은 내적이다",
             "3x3 필터(커널)를 5x5 입력 위에서 한 칸씩 옮기며, 겹치는 아홉 칸끼리 곱해 더한 값이 출력 한 칸이 "
-            "됩니다. 아래 그림은 가운데 위치의 계산을 강조한 것입니다.",
+            "됩니다. 아래 그림은 첫 위치의 계산입니다.",
             f"![5x5 입력, 3x3 커널, 3x3 출력]({img}/conv_inner_product.png)",
-            "```sh\ncnnlab scratch explain\n```",
+            f"```sh\n{PICTURE_COMMANDS['conv_inner_product.png']}\ncnnlab scratch explain\n```",
             _block(f"{expression}\n\n출력:\n{out_grid}"),
             "## 2. 패딩, 스트라이드, 출력 크기 공식",
             "패딩은 입력 테두리에 0을 덧대어 가장자리 정보도 충분히 쓰고 출력 크기를 유지하게 해 줍니다. "
             "스트라이드는 커널이 한 번에 움직이는 칸 수입니다. 출력 크기는 "
             "`O = floor((I + 2P - K) / S) + 1`로 계산합니다. 그림은 패딩 1, 스트라이드 2일 때 처음 두 위치입니다.",
             f"![패딩과 스트라이드]({img}/padding_stride.png)",
-            f"```sh\n{cmd_conv_pad}\n```",
+            f"```sh\n{PICTURE_COMMANDS['padding_stride.png']}\n{cmd_conv_pad}\n```",
             _block(pad.explain()),
             f"```sh\n{cmd_conv_stride}\n```",
             _block(strided.explain()),
@@ -299,7 +199,7 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "스트라이드 2로 풀링한 명령과 그 출력입니다. `--values`에 자신의 행렬을 넣으면 같은 계산을 해 줍니다"
             "(테스트가 torch의 결과와 비교합니다).",
             f"![최대, 평균, 최소 풀링]({img}/pooling.png)",
-            f"```sh\n{POOL_COMMAND}\n```",
+            f"```sh\n{PICTURE_COMMANDS['pooling.png']}\n{POOL_COMMAND}\n```",
             _block(n["pool"]),
             "## 6. 수용 영역의 성장, 3x3 두 번 대 5x5 한 번",
             f"스트라이드 1인 3x3 합성곱을 하나씩 쌓을 때마다 수용 영역이 2씩 커집니다: {rf[0]}, {rf[1]}, {rf[2]}. "
@@ -308,12 +208,12 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             f"![3x3 하나, 3x3 둘, 5x5 하나의 유효 수용 영역]({img}/erf_stacks.png)",
             f"128채널에서 가중치 수는 3x3 두 번이 {n['two3']:,}개, 5x5 한 번이 {n['one5']:,}개로 "
             f"{ratio:.0%}에 불과하고, 사이에 ReLU도 하나 더 들어갑니다.",
-            f"```sh\n{cmd_rf}\n{cmd_two3}\n{cmd_one5}\n```",
+            f"```sh\n{PICTURE_COMMANDS['erf_stacks.png']}\n{cmd_rf}\n{cmd_two3}\n{cmd_one5}\n```",
             "실제 네트워크(ResNet-18, 64x64 입력)에서 층별 이론적 수용 영역과 점프(입력 기준 스트라이드), "
             "초기화 상태의 유효 수용 영역은 다음과 같습니다. 이론적 영역이 입력보다 훨씬 커도 실제로 영향을 주는 "
             "영역은 가운데에 몰려 있습니다.",
             f"![ResNet-18의 수용 영역]({img}/rf_resnet18.png)",
-            "```sh\ncnnlab viz rf resnet18 --input 3x64x64 --out rf_resnet18.png\n```",
+            f"```sh\n{PICTURE_COMMANDS['rf_resnet18.png']}\n```",
             "## 7. 1x1 병목으로 줄이는 비용",
             f"128채널에 3x3 합성곱을 바로 적용하면 가중치가 {n['direct']:,}개지만, 먼저 1x1 합성곱으로 32채널로 "
             f"줄인 뒤 3x3을 적용하면 {n['reduce']:,}개로 {saving:.1f}배 줄어듭니다"
@@ -335,9 +235,9 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "example and exercise of the notes with one command each.",
             "## 1. Convolution is an inner product",
             "A 3x3 filter (kernel) slides over a 5x5 input; at each placement the nine overlapping values are "
-            "multiplied pairwise and summed into one output value. The picture highlights the central placement.",
+            "multiplied pairwise and summed into one output value. The picture shows the first placement.",
             f"![5x5 input, 3x3 kernel, 3x3 output]({img}/conv_inner_product.png)",
-            "```sh\ncnnlab scratch explain\n```",
+            f"```sh\n{PICTURE_COMMANDS['conv_inner_product.png']}\ncnnlab scratch explain\n```",
             _block(f"{expression}\n\noutput:\n{out_grid}"),
             "## 2. Padding, stride and the output-size formula",
             "Padding adds a border of zeros so that edge pixels are used as often as inner ones and the size "
@@ -345,7 +245,7 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "`O = floor((I + 2P - K) / S) + 1`. The picture shows the first two placements with padding 1 and "
             "stride 2.",
             f"![padding and stride]({img}/padding_stride.png)",
-            f"```sh\n{cmd_conv_pad}\n```",
+            f"```sh\n{PICTURE_COMMANDS['padding_stride.png']}\n{cmd_conv_pad}\n```",
             _block(pad.explain()),
             f"```sh\n{cmd_conv_stride}\n```",
             _block(strided.explain()),
@@ -373,7 +273,7 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             "picture's 4x4 input pooled with 2x2 windows at stride 2: the command and what it prints. Give "
             "`--values` your own grid for the same calculation (the tests check it against torch).",
             f"![max, average and min pooling]({img}/pooling.png)",
-            f"```sh\n{POOL_COMMAND}\n```",
+            f"```sh\n{PICTURE_COMMANDS['pooling.png']}\n{POOL_COMMAND}\n```",
             _block(n["pool"]),
             "## 6. Receptive fields grow; two 3x3 versus one 5x5",
             f"Each stride-1 3x3 convolution adds 2 to the receptive field: {rf[0]}, {rf[1]}, {rf[2]}. Two 3x3 "
@@ -383,12 +283,12 @@ def _page(lang: str, img: str, n: dict[str, Any], facts: dict[str, Any] | None) 
             f"![effective receptive field of one 3x3, two 3x3, one 5x5]({img}/erf_stacks.png)",
             f"At 128 channels two 3x3 layers need {n['two3']:,} weights and one 5x5 layer {n['one5']:,} "
             f"({ratio:.0%}), and the stack puts one more ReLU in between.",
-            f"```sh\n{cmd_rf}\n{cmd_two3}\n{cmd_one5}\n```",
+            f"```sh\n{PICTURE_COMMANDS['erf_stacks.png']}\n{cmd_rf}\n{cmd_two3}\n{cmd_one5}\n```",
             "In a real network (ResNet-18 on 64x64 inputs): the theoretical field and jump (stride in input "
             "pixels) per layer, and the effective field at initialisation. The theoretical field outgrows the "
             "input, yet the pixels that matter cluster in the centre.",
             f"![receptive fields of ResNet-18]({img}/rf_resnet18.png)",
-            "```sh\ncnnlab viz rf resnet18 --input 3x64x64 --out rf_resnet18.png\n```",
+            f"```sh\n{PICTURE_COMMANDS['rf_resnet18.png']}\n```",
             "## 7. 1x1 bottleneck savings",
             f"A 3x3 convolution applied directly to 128 channels needs {n['direct']:,} weights; reducing to 32 "
             f"channels with a 1x1 convolution first needs {n['reduce']:,}, {saving:.1f}x fewer "
