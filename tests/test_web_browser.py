@@ -330,10 +330,10 @@ def test_a_trained_convolution_taken_apart_adds_up_to_torch(page, trained_run: P
     conv = model.features[3]
     w, b = conv.weight.detach()[5], float(conv.bias.detach()[5])
     z = torch.nn.functional.conv2d(seen["x"], w[None])[0, 0] + b
-    shot(page, tmp_path, "explorer-filters")
 
     # Point at output (3, 4): one term per channel, the bias, their sum z and ReLU(z).
     hover_cell(page, "#filters-detail .map[data-role='z']", 3, 4)
+    shot(page, tmp_path, "explorer-filters")
     assert page.get_attribute("#filters-arith", "data-unit") == "5,3,4"
     terms = [float((seen["x"][0, c, 3:8, 4:9] * w[c]).sum()) for c in range(6)]
     assert arith(page, "partial") == pytest.approx(terms, abs=1e-3)

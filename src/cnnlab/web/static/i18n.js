@@ -223,7 +223,7 @@ const ko = {
   "filters.layer_option": "{name}: 채널 {cin}개 → {cout}개, {k}",
   "filters.picture": "신경망이 보는 이미지", "filters.sample_photo": "예시 사진",
   "filters.prediction": "이 이미지에 대한 신경망의 예측:",
-  "filters.setup": "{name}: 입력 채널 {cin}개 → 필터 {cout}개, 커널 {k}, 스트라이드 {s}, 패딩 {p}, 팽창 {d}",
+  "filters.setup": "{name}: 입력 채널 {cin}개 → 필터 {cout}개, 커널 {k}, 스트라이드 {s}, 패딩 {p}, 팽창 {d}.",
   "filters.groups": "(그룹 {g}개)", "filters.with_bias": "필터마다 편향이 하나씩 있습니다.", "filters.no_bias": "편향은 없습니다.",
   "filters.rule": "필터는 입력 채널마다 커널 조각을 하나씩 가집니다. 한 위치의 출력값은 모든 입력 채널에 대해 조각 아래 윈도우와 조각을 곱해 더한 값을 다시 모두 더하고, 필터의 편향을 더한 것입니다.",
   "filters.colours": "색: 파랑은 음수, 흰색은 0, 빨강은 양수입니다. 맵 묶음마다 따로 눈금을 맞추며, 양 끝값을 함께 표시합니다.",
