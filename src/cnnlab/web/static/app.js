@@ -562,7 +562,7 @@ function drawRf() {
   const L = d.layer;
   const beyond = L.rf_size[0] > size[0] || L.rf_size[1] > size[1];
   const rows = [
-    [t("rf.model"), `${d.model}, ${weightsText(d.weights.startsWith("trained"))}`],
+    [t("rf.model"), `${d.model}, ${weightsText("run" in rf.params)}`],
     [t("sum.input"), d.input_size.join("×")],
     [t("rf.layer"), t("rf.layer_text", { name: L.name, op: L.op, output: L.output_shape.slice(1).join("×") })],
     [t("rf.unit"), t("rf.unit_text", { unit: d.unit.join(", "), map: d.output_spatial.join("×") })],
@@ -617,7 +617,7 @@ views.rf = {
 
 // ---- inside a trained network -----------------------------------------------------------------
 
-const inside = { data: null };
+const inside = { data: null, trained: false };
 
 function drawInside() {
   const d = inside.data;
@@ -625,7 +625,7 @@ function drawInside() {
   $("#inside-input").src = d.image;
   $("#inside-gradcam").src = d.gradcam.image;
   $("#inside-gradcam-caption").textContent = t("inside.gradcam_for", { name: d.gradcam.class });
-  $("#inside-weights").textContent = `${d.model}: ${weightsText(d.weights.startsWith("trained"))}; ${t("sum.input")} ${d.input_size.join("×")}`;
+  $("#inside-weights").textContent = `${d.model}: ${weightsText(inside.trained)}; ${t("sum.input")} ${d.input_size.join("×")}`;
   $("#inside-predictions").replaceChildren(...d.predictions.map((p) => {
     const bar = el("span", { class: "bar" });
     bar.style.width = `${Math.max(1, 100 * p.probability)}%`;
@@ -654,6 +654,7 @@ async function lookInside() {
     const file = $("#inside-file").files[0];
     if (file) form.set("image", file);
     inside.data = await api("/api/inside", { method: "POST", body: form });
+    inside.trained = form.has("run");  // a run's checkpoint holds trained weights, a zoo model random ones
     drawInside();
   }, clearInside);
 }
@@ -669,7 +670,8 @@ views.inside = {
 
 // ---- runs ---------------------------------------------------------------------------------------
 
-const runs = { selected: null, timer: null, checked: new Set(), comparing: false, list: null, detail: null, details: null };
+const runs = { selected: null, timer: null, checked: new Set(), comparing: false, list: null, detail: null, details: null,
+  failed: false };
 
 function runRow(r) {
   const check = el("input", { type: "checkbox", class: "run-check", "aria-label": t("runs.check", { name: r.name }) });
@@ -760,7 +762,9 @@ async function refreshRuns() {
       drawRunDetail();
     }
     if (runs.comparing) await compareRuns();
+    if (runs.failed) { runs.failed = false; clearMessage(); }  // the refresh works again
   } catch (err) {
+    runs.failed = true;
     showError(err);
   }
 }
