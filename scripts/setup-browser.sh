@@ -6,6 +6,12 @@
 set -u
 CHROMIUM="${CNNLAB_CHROMIUM:-/usr/bin/chromium}"
 
+# Korean glyphs, so that the page's Korean shows in screenshots (Debian's fonts-nanum).
+if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=ko 2>/dev/null)" ] && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-nanum >/dev/null 2>&1 \
+        && echo "browser: Korean font installed (Debian package fonts-nanum)"
+fi
 if [ -x "$CHROMIUM" ]; then
     echo "browser: Chromium present ($CHROMIUM)"
     exit 0

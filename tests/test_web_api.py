@@ -409,6 +409,78 @@ def test_rf_of_a_trained_checkpoint_and_bad_requests(client) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# One convolution, channel by channel
+# --------------------------------------------------------------------------------------
+
+
+def test_filters_of_a_trained_run_add_up_to_torchs_convolution(client, trained_run: Path) -> None:
+    from cnnlab.data.bundled import SAMPLES
+    from cnnlab.viz.common import model_or_checkpoint, prepare_input
+
+    body = client.get("/api/filters?run=lenet-mnist&filter=9&image=mnist-3").get_json()
+    layer = body["layer"]
+    # The default: LeNet-5's first convolution that reads several channels (6 maps of 14x14).
+    assert layer["name"] == "features.3" and layer["input_shape"] == [6, 14, 14]
+    assert layer["output_shape"] == [16, 10, 10] and layer["kernel_size"] == [5, 5] and layer["bias"] is True
+    assert body["trained"] is True and body["image_name"] == "mnist-3" and len(body["images"]) == 10
+    assert body["filters"] == list(range(8, 16))  # the eight filters around the one in detail
+    assert [(s["name"], s["op"]) for s in body["stages"]] == [("features.4", "ReLU"), ("features.5", "MaxPool2d")]
+    assert body["stages"][1]["kernel_size"] == [2, 2] and body["stages"][1]["stride"] == [2, 2]
+    assert body["predictions"][0]["class"] == predict(trained_run, [SAMPLES / "mnist-3.png"], top=1)[0]["top"][0]["class"]
+
+    # Independently: the same checkpoint, the input of features.3 by a hook, torch's conv2d.
+    model, meta = model_or_checkpoint(trained_run)
+    x, _ = prepare_input(SAMPLES / "mnist-3.png", model, meta)
+    seen = {}
+    model.features[3].register_forward_hook(lambda _m, i, o: seen.update(x=i[0], z=o))
+    with torch.no_grad():
+        model(x)
+    conv = model.features[3]
+    z = torch.nn.functional.conv2d(seen["x"], conv.weight, conv.bias)[0].detach()
+    f = body["filter"]
+    assert f["index"] == 9 and f["channels"] == list(range(6)) and f["rest"] is None
+    assert f["bias"] == pytest.approx(float(conv.bias[9].detach()), abs=1e-6)
+    tol = dict(rtol=1e-4, atol=1e-4)
+    assert torch.allclose(torch.tensor(f["output"]), z[9], **tol)
+    assert torch.allclose(torch.tensor(body["output"]), z[8:16], **tol)
+    assert torch.allclose(torch.tensor(f["weights"]), conv.weight[9].detach(), **tol)
+    assert torch.allclose(torch.tensor(body["input"]["padded"]), seen["x"][0], **tol)  # no padding in features.3
+    # The output is the sum over the channels of each channel's map, plus the bias.
+    assert torch.allclose(torch.tensor(f["partials"]).sum(0) + f["bias"], z[9], **tol)
+    # One partial by hand: channel 2 at output (4, 6) is the 5x5 window times the kernel slice.
+    window = torch.tensor(body["input"]["padded"][2])[4:9, 6:11]
+    assert float((window * torch.tensor(f["weights"][2])).sum()) == pytest.approx(f["partials"][2][4][6], abs=1e-3)
+    relu, pool = (torch.tensor(s["values"]) for s in body["stages"])
+    assert torch.allclose(relu, z[8:16].clamp(min=0), **tol)
+    assert torch.allclose(pool, torch.nn.functional.max_pool2d(z[8:16].clamp(min=0), 2), **tol)
+
+
+def test_filters_of_a_zoo_model_and_bad_requests(client) -> None:
+    body = client.get("/api/filters?model=resnet18&layer=layer1.0.conv1").get_json()
+    assert body["input_size"] == [3, 64, 64]  # the view's inputs are at most 64 pixels a side
+    assert body["trained"] is False and body["images"] == [] and body["image_name"] is None
+    f = body["filter"]
+    # 64 input channels: 8 shown, the other 56 summed in one map, so the terms still add up.
+    assert len(f["partials"]) == 8 and f["rest_channels"] == 56 and f["bias"] == 0
+    total = torch.tensor(f["partials"]).sum(0) + torch.tensor(f["rest"])
+    assert torch.allclose(total, torch.tensor(f["output"]), rtol=1e-3, atol=1e-3)
+    assert body["layer"]["padding"] == {"top": 1, "bottom": 1, "left": 1, "right": 1}
+    assert [s["op"] for s in body["stages"]] == ["BatchNorm2d", "ReLU"]  # then conv2: the chain stops
+    assert error(client.get("/api/filters?run=lenet-mnist&layer=features.3&filter=16"), 400) == (
+        "filter must be from 0 to 15: features.3 has 16 filters, got 16")
+    assert error(client.get("/api/filters?run=lenet-mnist&layer=classifier.0"), 400) == (
+        "the model has no convolution 'classifier.0': valid names are features.0, features.3")
+    assert error(client.get("/api/filters?run=lenet-mnist&image=cat"), 400).startswith(
+        "image 'cat' is not a bundled test image of this network's data: choose one of mnist-0, mnist-1")
+    assert error(client.get("/api/filters?model=resnet18&image=mnist-3"), 400) == (
+        "image 'mnist-3' is not a bundled test image of this network's data: it sees the sample photo, "
+        "leave image out")
+    assert error(client.get("/api/filters?model=resnet18&filter=-1"), 400) == (
+        "filter must be from 0 to 1,000,000, got -1")
+    still_answers(client)
+
+
+# --------------------------------------------------------------------------------------
 # Inside a trained network
 # --------------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ LIMITS = {
     "analysis_side": 1024,  # largest H or W the architecture view analyses
     "analysis_channels": 64,
     "model_side": 256,  # largest H or W for real forward/backward passes (receptive field, inside)
+    "filters_side": 64,  # largest H or W of the input in the filters view (every value is sent)
     "upload_bytes": 5 * 1024 * 1024,
     "upload_pixels": 40_000_000,
     "compare_models": 12,
@@ -136,6 +137,12 @@ QUERIES: tuple[Query, ...] = (
     Query("inside", "FORM", "top-k prediction, feature maps and Grad-CAM of one image (the file field image, "
           "optional: a bundled test image for MNIST-like runs, else a sample photo)", (_MODEL, _RUN, Param("top", f"classes shown (1 to {LIMITS['top_k']})"),
                                         Param("layers", "feature-map layers separated by commas"))),
+    Query("filters", "GET", "one convolution of a network on one image: the input channels, a filter's weights and "
+          "bias, its output as a sum over channels, and the normalisation, activation and pooling after it",
+          (_MODEL, _RUN, Param("layer", "a convolution (default: the first that reads more than one channel)"),
+           Param("filter", "the filter shown in detail (default 0)"),
+           Param("image", "a bundled test image for a run on MNIST-like data, e.g. mnist-3 (default: its first; "
+                          "anything else sees the sample photo)"))),
     Query("runs", "GET", "the runs folder: one summary per run, newest first", (), command="cnnlab runs --json"),
     Query("run", "GET", "one run: config, epoch metrics (read live while it trains) and result",
           (Param("name", "the run's folder name"),), command="cnnlab runs NAME --json", path="/api/runs/<name>"),
@@ -594,12 +601,8 @@ class Lab:
             logits = output if isinstance(output, torch.Tensor) else output[0]
             probs = logits.softmax(1)[0]
             cam = grad_cam(module, x)
-        classes = meta.get("classes")
         values, indices = probs.topk(min(k, probs.numel()))
-
-        def class_name(i: int) -> str:
-            return str(classes[i]) if classes and i < len(classes) else f"class {i}"
-
+        class_name = _class_names(meta)
         features = []
         for name, tensor in maps.items():
             if tensor.dim() != 4:
@@ -619,6 +622,106 @@ class Lab:
             "conv_layers": [name for name, _ in conv_layers(module)],
             "gradcam": {"class": class_name(cam.class_index), "index": cam.class_index, "score": cam.score,
                         "image": png_data_url(blend(picture, cam.heatmap))},
+        }
+
+    def filters(self, model: str | None = None, run: str | None = None, layer: str | None = None,
+                filter: Any = None, image: str | None = None) -> dict[str, Any]:
+        """One convolution on one image: each input channel with its slice of a filter, the sum, the bias,
+        and the modules after it (:func:`cnnlab.viz.convolution.conv_breakdown`); values to 5 significant digits."""
+        import torch
+
+        from cnnlab.data.bundled import default_image, sample_images
+        from cnnlab.models.registry import list_models, model_info
+        from cnnlab.viz.common import conv_layers, layer_error, prepare_input
+        from cnnlab.viz.convolution import conv_breakdown, following, rounded
+        from cnnlab.viz.dataurl import png_data_url
+
+        index = _int(filter, "filter", 0, 1_000_000, default=0)
+        source = self.source(model, run, command="the filters view", accept=("zoo", "checkpoint", "run"))
+        with self.lock:
+            module, meta = self._module(source)
+            dataset = meta.get("dataset")
+            images = {p.stem: p for p in sample_images(dataset)} if default_image(dataset) else {}
+            if image and image not in images:
+                raise CnnlabError(f"image {image!r} is not a bundled test image of this network's data: "
+                                  + (f"choose one of {', '.join(images)}" if images else
+                                     "it sees the sample photo, leave image out"))
+            c, h, w = (int(v) for v in meta["input_size"])
+            low = model_info(source.name).min_input if source.name in list_models() else 1
+            side = max(LIMITS["filters_side"], low)  # every value is sent: keep the maps small
+            size = (c, min(h, side), min(w, side))
+            x, picture = prepare_input(images.get(image or "") or (default_image(dataset) if images else None),
+                                       module, {**meta, "input_size": list(size)})
+            convs = conv_layers(module)
+            if not convs:
+                raise CnnlabError(f"{source.label} has no 2-D convolution to look at")
+            if layer is None or layer == "":
+                layer = next((n for n, m in convs if m.in_channels // m.groups > 1), convs[0][0])
+            elif layer not in dict(convs):
+                raise layer_error(layer, [n for n, _ in convs], "convolution")
+            report = self._entry(source, size, 1, None, False)["report"]
+            parts = conv_breakdown(module, x, layer, following(report.layers, layer), index)
+        conv = parts.conv
+        shown = LIMITS["feature_maps"]
+        first = index - index % shown
+        kept = list(range(first, min(first + shown, conv.out_channels)))  # the filters side by side
+        channels = parts.channels[:shown]
+        rest = parts.partials[shown:].sum(0) if len(parts.channels) > shown else None
+        left, right, top, bottom = parts.pad
+        records = {r.scope: r for r in reversed(report.layers) if r.kind == "module"}  # first call of each
+        probs = parts.logits.float().softmax(1)[0]
+        values, indices = probs.topk(min(3, probs.numel()))
+        class_name = _class_names(meta)
+
+        def pairs(v: Any) -> list[int]:
+            return [int(v), int(v)] if isinstance(v, int) else [int(t) for t in v]
+
+        stages = []
+        for name, mod, out in parts.stages:
+            stage = {"name": name, "op": type(mod).__name__, "shape": list(out.shape),
+                     "explain": records[name].explain if name in records else [],
+                     "values": rounded(out[kept]), "filter": rounded(out[index])}
+            if isinstance(mod, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)):
+                stage.update(kernel_size=pairs(mod.kernel_size), stride=pairs(mod.stride or mod.kernel_size),
+                             padding=pairs(mod.padding))
+            stages.append(stage)
+        return {
+            "model": meta["label"],
+            "trained": source.checkpoint is not None,
+            "weights": "trained (checkpoint)" if source.checkpoint is not None
+            else "random (seed 0): pick a run for a trained network",
+            "dataset": dataset,
+            "input_size": list(size),
+            "image": png_data_url(picture),
+            "image_name": (image or default_image(dataset).stem) if images else None,
+            "images": list(images),
+            "predictions": [{"class": class_name(int(i)), "index": int(i), "probability": float(v)}
+                            for v, i in zip(values, indices, strict=True)],
+            "layers": [{"name": n, "in_channels": m.in_channels, "out_channels": m.out_channels,
+                        "kernel_size": list(m.kernel_size)} for n, m in convs],
+            "layer": {"name": layer, "in_channels": conv.in_channels, "out_channels": conv.out_channels,
+                      "groups": conv.groups, "kernel_size": list(conv.kernel_size), "stride": list(conv.stride),
+                      "dilation": list(conv.dilation), "padding": {"top": top, "bottom": bottom, "left": left,
+                                                                   "right": right},
+                      "padding_mode": conv.padding_mode, "bias": conv.bias is not None,
+                      "input_shape": [conv.in_channels, parts.padded.shape[1] - top - bottom,
+                                      parts.padded.shape[2] - left - right],
+                      "output_shape": list(parts.output.shape),
+                      "explain": records[layer].explain if layer in records else []},
+            "input": {"channels": channels, "padded": rounded(parts.padded[channels])},
+            "filters": kept,
+            "output": rounded(parts.output[kept]),
+            "stages": stages,
+            "filter": {
+                "index": index,
+                "channels": channels,
+                "weights": rounded(conv.weight[index, : len(channels)]),
+                "bias": float(conv.bias[index].detach()) if conv.bias is not None else 0.0,
+                "partials": rounded(parts.partials[: len(channels)]),
+                "rest": None if rest is None else rounded(rest),
+                "rest_channels": len(parts.channels) - len(channels),
+                "output": rounded(parts.output[index]),
+            },
         }
 
     # -- runs ----------------------------------------------------------------------------------------------
@@ -667,6 +770,16 @@ def layer_document(result: LayerResult) -> dict[str, Any]:
     from cnnlab.shapes import CONVENTIONS
 
     return {**result.to_dict(), "conventions": CONVENTIONS}
+
+
+def _class_names(meta: dict[str, Any]) -> Any:
+    """Class index -> its name from the checkpoint's data, else 'class i'."""
+    classes = meta.get("classes")
+
+    def name(i: int) -> str:
+        return str(classes[i]) if classes and i < len(classes) else f"class {i}"
+
+    return name
 
 
 def _run_summary(run: Any, config: dict[str, Any]) -> dict[str, Any]:
