@@ -252,6 +252,34 @@ def test_metrics_reader_strict_and_tolerant(tmp_path: Path) -> None:
     assert tolerant[0]["val_top1"] is None  # NaN reads as None: the JSON stays valid
     with pytest.raises(CnnlabError, match=r"line 2 is damaged \(epoch '2' is not a whole number"):
         run.read_metrics(strict=True)
+    scan = run.scan_metrics()  # the one tolerant reader counts what it skips
+    assert scan.records == tolerant and scan.damaged_lines == 3 and scan.non_finite == 1
+    assert scan.notes == [
+        "metrics.jsonl line 1 holds a number that is not finite (NaN or infinity): such numbers read as null",
+        "metrics.jsonl line 2 is damaged (epoch '2' is not a whole number from 1); damaged lines are skipped"]
+
+
+def test_run_files_never_lead_out_of_the_run(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"model": "lenet5", "password": "x"}))
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    (run.path / "config.json").symlink_to(secret)
+    (run.path / "metrics.jsonl").symlink_to(secret)
+    (run.path / "best.pt").symlink_to(secret)
+    with pytest.raises(CnnlabError, match=r"^r/config.json is a link to a file outside the run folder"):
+        run.read_config()
+    with pytest.raises(CnnlabError, match=r"^r/metrics.jsonl is a link to a file outside the run folder"):
+        run.read_metrics(strict=True)
+    assert run.scan_metrics().records == [] and "outside the run folder" in run.scan_metrics().notes[0]
+    assert run.checkpoint() is None
+    with pytest.raises(CnnlabError, match=r"^r/best.pt is a link to a file outside the run folder"):
+        run.weights()
+    # A link that stays inside the run is followed.
+    (run.path / "config.json").unlink()
+    (run.path / "real.json").write_text('{"model": "resnet20"}')
+    (run.path / "config.json").symlink_to(run.path / "real.json")
+    assert run.read_config() == {"model": "resnet20"}
 
 
 def test_pictures_and_evaluation_use_the_run_folder(cli, tmp_path: Path, whole: Path) -> None:
