@@ -39,7 +39,7 @@ def json_text(document: Any, indent: int | None = None) -> str:
     if isinstance(clean, dict):
         clean = {**clean, "non_finite": {
             "count": len(where), "at": where[:10],
-            "note": "numbers that were NaN or infinite are written as null: JSON has no such numbers"}}
+            "note": "numbers that were not finite are written as null: JSON has no such numbers"}}
     return json.dumps(clean, indent=indent, separators=separators, allow_nan=False)
 
 
