@@ -88,6 +88,8 @@ def test_api_lists_every_endpoint_and_the_limits(client) -> None:
     body = client.get("/api").get_json()
     assert body["endpoints"] == ENDPOINTS
     assert body["limits"]["upload_bytes"] == 5 * 2**20
+    assert body["work"]["deadline_s"] == 30 and body["work"]["queue_size"] == 16
+    assert body["work"]["memory_budget_bytes"] >= 512 * 2**20
     # Every documented route answers something other than 404.
     for route in ENDPOINTS:
         method, path = route.split(" ")
@@ -99,7 +101,7 @@ def test_api_lists_every_endpoint_and_the_limits(client) -> None:
 def test_health_names_the_runs_folder_but_no_absolute_path(client, runs: Path) -> None:
     body = client.get("/api/health").get_json()
     assert body == {"ok": True, "version": cnnlab.__version__, "runs": runs.name,
-                    "work": {"running": 0, "queued": 0, "queue_size": 16}}
+                    "work": {"running": 0, "queued": 0, "queue_size": 16, "done": body["work"]["done"]}}
 
 
 def test_models_are_the_registry(client) -> None:
@@ -907,7 +909,7 @@ def test_health_answers_while_heavy_work_runs_and_a_full_queue_says_when_to_retr
             time.sleep(0.01)
         start = time.perf_counter()
         status, body = fetch(f"{base}/api/health")
-        assert status == 200 and body["work"] == {"running": 1, "queued": 1, "queue_size": 1}
+        assert status == 200 and body["work"] == {"running": 1, "queued": 1, "queue_size": 1, "done": 0}
         assert time.perf_counter() - start < 1.0  # never waits on the model work
         assert fetch(f"{base}/api/runs")[0] == 200
         request = urllib.request.Request(f"{base}/api/rf?model=resnet20&samples=3")

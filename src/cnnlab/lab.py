@@ -645,11 +645,8 @@ class Lab:
                 return (query, network, _shape(get("input")), get("layer") or None,
                         _int(get("samples"), "samples", 1, LIMITS["erf_samples"], default=8))
             image = get("image")
-            layers = get("layers")
-            from cnnlab.viz.features import parse_layers
-
             return (query, network, _int(get("top"), "top", 1, LIMITS["top_k"], default=5),
-                    tuple(parse_layers(layers) or ()) if isinstance(layers, str) or layers is None else None,
+                    tuple(_names(get("layers") or [], "layers", "conv1,layer1")),
                     None if image is None else hashlib.sha256(image).hexdigest())
         except (CnnlabError, OSError, TypeError):
             return None

@@ -45,6 +45,7 @@ __all__ = ["RUN_NAME", "Metrics", "RunDir", "check_name"]
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # one plain folder name: never ".", "..", "-x"
 _LOCK_WAIT_S = 2.0  # a reader's brief shared lock (the explorer asking "is it running?") is waited out
+_READ_MAX_BYTES = 64 * 2**20  # a run's JSON files: metrics.jsonl holds ~200 bytes an epoch
 
 CONFIG, METRICS, BEST, LAST, PREVIOUS, RESULT, EVENTS, LOCK = (
     "config.json", "metrics.jsonl", "best.pt", "last.pt", "previous.pt", "result.json", "tensorboard", ".lock")
@@ -350,7 +351,7 @@ class RunDir:
     def _scan_metrics(self, strict: bool) -> Metrics:
         found = Metrics()
         try:
-            data = self.file(METRICS).read_bytes()
+            data = _read_bounded(self.file(METRICS))
         except FileNotFoundError:
             if strict:
                 raise CnnlabError(f"{self.path} has no {METRICS}: is it a cnnlab run folder?") from None
@@ -461,9 +462,18 @@ class RunDir:
         return str(result.get("status", "finished")) if result is not None else "stopped"
 
 
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a run's JSON file; one line (an OSError) when it is larger than a run writes."""
+    with path.open("rb") as fh:
+        data = fh.read(_READ_MAX_BYTES + 1)
+    if len(data) > _READ_MAX_BYTES:
+        raise OSError(errno.EFBIG, f"larger than the {_READ_MAX_BYTES // 2**20} MB a run writes")
+    return data
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8", errors="replace"))
+        data = json.loads(_read_bounded(path).decode("utf-8", errors="replace"))
     except (OSError, ValueError, RecursionError):
         return None
     return _finite(data) if isinstance(data, dict) else None

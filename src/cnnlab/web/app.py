@@ -40,7 +40,7 @@ STATIC = Path(__file__).parent / "static"
 
 ENDPOINTS = {
     "GET /api": "this list",
-    "GET /api/health": "the server is up: version and runs folder",
+    "GET /api/health": "the server is up: version, runs folder name, and the model work running and waiting",
     **{q.usage: q.summary + (f" (format={'|'.join(q.formats)}: a download)" if q.formats else "")
        + (f"; the document of `{q.command}`" if q.command else "") for q in QUERIES},
 }
@@ -257,7 +257,10 @@ def create_app(runs_dir: str | Path = "runs", loopback_only: bool = True, memory
     def _api() -> Any:
         from cnnlab.shapes import STACK_GRAMMAR
 
-        return jsonify({"endpoints": ENDPOINTS, "limits": LIMITS, "stack_grammar": STACK_GRAMMAR})
+        return jsonify({"endpoints": ENDPOINTS, "limits": LIMITS,
+                        "work": {"memory_budget_bytes": lab.memory_budget, "deadline_s": lab.deadline_s,
+                                 "queue_size": work.queue_size},
+                        "stack_grammar": STACK_GRAMMAR})
 
     @app.get("/api/health")
     def _health() -> Any:  # answers at once, whatever the model work is doing

@@ -51,6 +51,7 @@ class Work:
         self._flights: dict[Hashable, _Job] = {}
         self._running: _Job | None = None
         self._seconds: deque[float] = deque(maxlen=32)  # how long recent jobs ran
+        self._done = 0
         self._thread = threading.Thread(target=self._loop, name="cnnlab-work", daemon=True)
         self._thread.start()
 
@@ -59,10 +60,10 @@ class Work:
         return self.lab.deadline_s or 30.0
 
     def status(self) -> dict[str, int]:
-        """What the worker holds now: jobs running (0 or 1) and waiting."""
+        """What the worker holds now (jobs running, 0 or 1, and waiting) and how many jobs it has run."""
         with self._cond:
             return {"running": int(self._running is not None), "queued": len(self._queue),
-                    "queue_size": self.queue_size}
+                    "queue_size": self.queue_size, "done": self._done}
 
     def answer(self, key: Hashable, fn: Callable[[], Any]) -> Any:
         """``fn()``, computed on the worker (once for all identical requests in flight); raises what it
@@ -112,4 +113,5 @@ class Work:
                 self._flights.pop(job.key, None)
                 self._running = None
                 self._seconds.append(time.monotonic() - start)
+                self._done += 1
             job.done.set()

@@ -264,6 +264,8 @@ function drawSummary(report) {
     stat("activations (batch 1)", fmtBytes(t.activation_bytes)),
     stat("training memory, SGD", fmtBytes(t.training_memory.total)),
   ];
+  const out = t.params_outside_graph;  // e.g. GoogLeNet's auxiliary heads: held, trained, never run in eval
+  if (out) items.push(stat(`parameters outside the inference graph (${out.modules.join(", ")}, training only)`, fmtInt(out.params), "stat warn"));
   for (const [total, why] of Object.entries(report.unknown || {})) {
     items.push(stat(`${total.replace("_", " ")} unknown`, why, "stat warn"));
   }
