@@ -917,7 +917,7 @@ def test_health_answers_while_heavy_work_runs_and_a_full_queue_says_when_to_retr
             urllib.request.urlopen(request, timeout=WAIT_S)
         assert info.value.code == 503 and int(info.value.headers["Retry-After"]) >= 1
         assert json.loads(info.value.read())["error"] == (
-            "the explorer is busy: 1 requests already wait for the model work; try again in a moment")
+            "the explorer is busy: 1 request already waits for the model work; try again in a moment")
         with urllib.request.urlopen(f"{base}/api/health", timeout=WAIT_S) as response:
             assert response.headers["Server"] == "cnnlab"  # no Werkzeug or Python version
     finally:

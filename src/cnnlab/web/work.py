@@ -73,8 +73,9 @@ class Work:
             job = self._flights.get(key)
             if job is None:
                 if len(self._queue) >= self.queue_size:
-                    raise Busy(f"the explorer is busy: {len(self._queue)} requests already wait for the model "
-                               "work; try again in a moment", self._retry_after())
+                    n = len(self._queue)
+                    raise Busy(f"the explorer is busy: {n} request{' already waits' if n == 1 else 's already wait'} "
+                               "for the model work; try again in a moment", self._retry_after())
                 job = _Job(key, fn, arrived + self.deadline_s)
                 self._flights[key] = job
                 self._queue.append(job)
