@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import select
 import shutil
 import signal
@@ -839,10 +840,12 @@ def test_a_request_past_the_deadline_is_refused_with_the_samples_that_fit(runs: 
     monkeypatch.setattr(explorer._speed, "rate", lambda: 1e9)  # 1 G multiply-accumulates a second
     macs = cnnlab.analyze("vgg11", (3, 128, 128)).macs
     seconds = 3 * macs * 32 / 1e9  # a forward and a backward pass per sample
+    # Time grows with the pixels: the side that fits scales by the square root of the share that fits.
+    side = int(128 * math.sqrt(30 / seconds)) // 8 * 8
     assert error(client.get("/api/rf?model=vgg11&input=3x128x128&samples=32"), 413) == (
         f"the effective field of vgg11 at 3x128x128 with 32 samples would take about {seconds:.0f} s here, more "
-        f"than the 30 s deadline: at most {int(30 // (seconds / 32))} samples fit at 3x128x128 (cnnlab serve "
-        "--deadline sets the deadline)")
+        f"than the 30 s deadline: at most {int(32 * 30 / seconds)} samples fit at 3x128x128, or about "
+        f"3x{side}x{side} with 32 samples (cnnlab serve --deadline sets the deadline)")
 
 
 def test_identical_concurrent_requests_compute_once_and_are_kept(runs: Path, monkeypatch) -> None:

@@ -380,7 +380,8 @@ class Lab:
              extra: int = 0) -> tuple[int, int]:
         """(how many samples of ``kind`` work (rf, inside) to run at once at ``size``, the bytes that holds),
         from its analysis ``report``; :class:`TooCostly` when one sample cannot fit the memory budget, or
-        all of them would run past the deadline. ``extra``: bytes held besides the pass (a decoded upload)."""
+        all of them would run past the deadline, naming what fits both. ``extra``: bytes held besides the
+        pass (a decoded upload)."""
         from cnnlab.analysis.memory import pass_bytes
 
         if self.work_budget is None:
@@ -388,30 +389,30 @@ class Lab:
         fixed, per = pass_bytes(report, backward=True)
         fixed += extra + (source.checkpoint.stat().st_size if source.checkpoint is not None else 0)
         room = self.work_budget
+        seconds = _PASSES[kind] * self._macs(report) * samples / self._speed.rate()
+        deadline = self.deadline_s or math.inf
+        # Both costs grow with the pixels: the share of them that fits, for one sample's memory and all
+        # samples' time.
+        memory_share = (room - fixed) / per if per else math.inf
+        time_share = deadline / seconds if seconds else math.inf
         resizable = kind == "rf"
-        if fixed + per > room:
-            fits = self._largest_input(source, size, (room - fixed) / per if per else 0) if resizable else None
+        fits = self._largest_input(source, size, min(memory_share, time_share)) if resizable else None
+        instead = (f"the largest input that fits is about {fits}" + (f" with {samples} samples" if samples > 1 else "")
+                   if fits else "it does not fit even at the smallest input" if resizable
+                   else "choose a smaller network")
+        if memory_share < 1:
             raise TooCostly(
                 f"{what} needs about {human_bytes(fixed + per)} of memory{' for one sample' if samples > 1 else ''}, "
-                f"more than the {human_bytes(room)} the "
-                f"server's memory budget leaves for work: "
-                + (f"the largest input that fits is about {fits}" if fits else
-                   "it does not fit even at the smallest input" if resizable else "choose a smaller network")
-                + " (cnnlab serve --memory-budget sets the budget)")
+                f"more than the {human_bytes(room)} the server's memory budget leaves for work: {instead} "
+                "(cnnlab serve --memory-budget sets the budget)")
+        if time_share < 1:
+            n = int(samples * time_share)
+            if n >= 1:
+                instead = (f"at most {n} sample{'s fit' if n > 1 else ' fits'} at {fmt_shape(size)}"
+                           + (f", or {instead.removeprefix('the largest input that fits is ')}" if fits else ""))
+            raise TooCostly(f"{what} would take about {seconds:.0f} s here, more than the {deadline:g} s "
+                            f"deadline: {instead} (cnnlab serve --deadline sets the deadline)")
         chunk = max(1, min(samples, int((room - fixed) // per) if per else samples))
-        macs = self._macs(report)
-        seconds = _PASSES[kind] * macs * samples / self._speed.rate()
-        if self.deadline_s is not None and seconds > self.deadline_s:
-            one = seconds / samples
-            n = int(self.deadline_s // one)
-            if n >= 1 and samples > 1:
-                fix = f"at most {n} sample{'s' if n > 1 else ''} fit{'' if n > 1 else 's'} at {fmt_shape(size)}"
-            else:
-                fits = self._largest_input(source, size, self.deadline_s / seconds) if resizable else None
-                fix = (f"the largest input that fits is about {fits}" if fits else
-                       "choose a smaller input" if resizable else "choose a smaller network")
-            raise TooCostly(f"{what} would take about {seconds:.0f} s here, more than the {self.deadline_s:g} s "
-                            f"deadline: {fix} (cnnlab serve --deadline sets the deadline)")
         return chunk, fixed + chunk * per
 
     @staticmethod
