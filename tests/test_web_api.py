@@ -617,8 +617,11 @@ def test_concurrent_analysis_requests_are_all_answered_correctly(live: str) -> N
 def test_cli_serve_help_and_missing_flask(cli, monkeypatch) -> None:
     code, out, _err = cli("serve", "--help")
     assert code == 0
-    for flag in ("--host", "--port", "--runs", "default 127.0.0.1", "default 8765", "default ./runs"):
+    for flag in ("--host", "--port", "--runs", "default 127.0.0.1", "default 8765", "default ./runs",
+                 "--memory-budget", "--deadline", "--queue", "default 30", "default 16"):
         assert flag in " ".join(out.split()), flag
+    code, _out, err = cli("serve", "--port", "0", "--memory-budget", "lots")
+    assert code == 2 and err == "cnnlab: error: --memory-budget 'lots' is not a size: write it like 8G, 512M or 1.5G\n"
     monkeypatch.setitem(sys.modules, "flask", None)  # as if Flask were not installed
     code, _out, err = cli("serve", "--port", "0")
     assert code == 2
@@ -814,7 +817,8 @@ def test_a_request_over_the_memory_budget_is_refused_with_the_largest_input_that
     calls = []
     real = cnnlab.viz.rf.erf_details
     monkeypatch.setattr(cnnlab.viz.rf, "erf_details", lambda *a, **k: calls.append(k["chunk"]) or real(*a, **k))
-    client = create_app(runs, memory_budget=160 * 2**20).test_client()
+    assert cnnlab.limits.parse_bytes("160M") == 160 * 2**20 and cnnlab.limits.parse_bytes("1.5G") == 3 * 2**29
+    client = create_app(runs, memory_budget=cnnlab.limits.parse_bytes("160M")).test_client()
     explorer = client.application.extensions["cnnlab_lab"]
     monkeypatch.setattr(explorer._speed, "rate", lambda: 1e12)  # this test is about memory, not time
     report = cnnlab.analyze("resnet18", (3, 256, 256))
