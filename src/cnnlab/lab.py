@@ -252,8 +252,9 @@ def _measure_rate() -> float:
     """MACs a second of a 3x3 convolution of 64 channels on 56x56 maps (batch 2): 0.23 G per pass."""
     import torch
 
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
-    x = torch.randn(2, 64, 56, 56)
+    with torch.random.fork_rng():  # the global generator is left as it was
+        conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+        x = torch.randn(2, 64, 56, 56)
     macs = 2 * 64 * 56 * 56 * 64 * 9
     best = math.inf
     with torch.no_grad():
@@ -334,7 +335,7 @@ class Lab:
         share = self.memory_budget // 8 if self.memory_budget else None
         self._reports = _Lru(48, share)
         self._documents = _Lru(256, share)  # the explorer's finished answers, encoded
-        self._models = _Lru(4)  # sources and models with weights, trimmed to make room for work
+        self._models = _Lru(4, self.work_budget)  # sources and models with weights, trimmed to make room for work
         self._speed = _Speed()
         self._local = threading.local()  # the deadline of the work running on this thread
 
