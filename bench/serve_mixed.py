@@ -4,9 +4,11 @@ A ``cnnlab serve`` process is started on a free loopback port over an empty runs
 client threads in this process send requests drawn (seeded) from a fixed set of distinct
 questions of every heavy kind, while one more thread asks /api/health every 0.2 s. Phases:
 
-- cold: after one warm-up question of each kind on other networks (imports, first runs), every
-  client starts at once, so most requests find their question being computed by another (single
-  flight) or queued behind it; ``jobs`` counts the computations the server ran for them;
+- identical: after one warm-up question of each kind on other networks (imports, first runs),
+  all 50 clients ask one new question at once: one computation answers them all (``jobs``
+  counts the computations the server ran in a phase);
+- cold: every client starts at once on the distinct questions, so most requests find their
+  question being computed by another (single flight) or queued behind it;
 - warm: the same questions again, now answered from the kept answers;
 - hostile: the warm mix with refusals mixed in (a receptive field far over the memory budget,
   one past the deadline, a cross-site POST, a deep JSON body, a path out of the runs folder),
@@ -233,7 +235,8 @@ def main() -> None:
             prober = threading.Thread(target=probe, daemon=True)
             prober.start()
             phases = {}
-            for name, plan in (("cold", cold), ("warm", warm), ("hostile", hostile)):
+            identical = [("rf", "/api/rf?model=resnet18&input=3x64x64&samples=16")] * CLIENTS
+            for name, plan in (("identical", identical), ("cold", cold), ("warm", warm), ("hostile", hostile)):
                 before = jobs()
                 phases[name] = _run_phase(base, plan, png, expected)
                 phases[name]["jobs"] = jobs() - before
