@@ -129,8 +129,8 @@ def _compare_table() -> str:
     return _command(*COMPARE, "--markdown").rstrip("\n")
 
 
-def _compared(model: str, key: str) -> Any:
-    return next(r for r in json.loads(_command(*COMPARE, "--json"))["rows"] if r["model"] == model)[key]
+def _googlenet() -> dict[str, Any]:
+    return json.loads(_command("inspect", "googlenet", "--json"))
 
 
 # --- the NumPy engine: bench/scratch.py ----------------------------------------------------------
@@ -204,7 +204,9 @@ VALUES: dict[str, Callable[[], str]] = {
     "counters.torchinfo": lambda: _counter_version("torchinfo"),
     "counters.fvcore": lambda: _counter_version("fvcore"),
     "counters.ptflops": lambda: _counter_version("ptflops"),
-    "compare.googlenet-params": lambda: f"{_compared('googlenet', 'params') / 1e6:.1f}",
+    "googlenet.model-params": lambda: f"{_googlenet()['totals']['model_params']:,}",
+    "googlenet.graph-params": lambda: f"{_googlenet()['totals']['params']:,}",
+    "googlenet.outside-params": lambda: f"{_googlenet()['totals']['params_outside_graph']['params']:,}",
     "scratch.conv1-ms": lambda: f"{_scratch_layer(0)['scratch_im2col_ms']['forward_backward']:.1f}",
     "scratch.conv1-torch-ms":
         lambda: f"{min(v['forward_backward'] for v in _scratch_layer(0)['torch_ms'].values()):.1f}",

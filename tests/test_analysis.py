@@ -137,8 +137,30 @@ def test_total_parameters_equal_the_models_own(name: str) -> None:
     with torch.device("meta"):
         model = create_model(name)
     report = analyze(model, model_info(name).default_input)
-    assert report.params == sum(p.numel() for p in model.parameters())
+    assert report.model_params == sum(p.numel() for p in model.parameters())
+    # The layers add up to the total; what the eval graph never runs is named beside it.
+    assert sum(r.params for r in report.layers if not r.shared) == report.params
     assert report.complete, report.unsupported
+
+
+def test_googlenet_auxiliary_heads_are_named_outside_the_graph() -> None:
+    report = analyze("googlenet")
+    outside = report.params_outside_graph
+    assert outside is not None and outside["modules"] == ["aux1", "aux2"]
+    # torchvision publishes GoogLeNet without its auxiliary heads: 6,624,904 of 13,004,888.
+    assert report.params == 6_624_904 and outside["params"] == 6_379_984
+    assert report.model_params == 13_004_888 == sum(p.numel() for p in create_model("googlenet").parameters())
+    assert not any(r.scope.startswith("aux") for r in report.layers)
+    totals = report.to_dict()["totals"]
+    assert totals["params"] == 6_624_904 and totals["model_params"] == 13_004_888
+    assert analyze("resnet18").params_outside_graph is None
+
+
+def test_parameters_used_directly_are_shown_on_the_node_that_uses_them() -> None:
+    # LeNet-5 (1998) scales its subsampling maps by trainable coefficients read with get_attr.
+    report = analyze("lenet5_paper")
+    assert report.params_outside_graph is None
+    assert sum(r.params for r in report.layers) == report.params == 60_840
 
 
 FLOP_CASES = ["lenet5", "alexnet_paper", "vgg11", "nin", "googlenet", "googlenet_paper", "resnet18", "preact_resnet18",

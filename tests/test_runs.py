@@ -252,6 +252,61 @@ def test_metrics_reader_strict_and_tolerant(tmp_path: Path) -> None:
     assert tolerant[0]["val_top1"] is None  # NaN reads as None: the JSON stays valid
     with pytest.raises(CnnlabError, match=r"line 2 is damaged \(epoch '2' is not a whole number"):
         run.read_metrics(strict=True)
+    scan = run.scan_metrics()  # the one tolerant reader counts what it skips
+    assert scan.records == tolerant and scan.damaged_lines == 3 and scan.non_finite == 1
+    assert scan.notes == [
+        "metrics.jsonl line 1 holds a number that is not finite (NaN or infinity): such numbers read as null",
+        "metrics.jsonl line 2 is damaged (epoch '2' is not a whole number from 1); damaged lines are skipped"]
+
+
+DAMAGE = [b'{"epoch": "5", "step": 1, "train_loss": 1.0}', b'{"epoch": 2, "step": 9, "train_loss": 0.5, '
+          b'"val_top1": null, "train_top1": NaN}', b"\x00\xff\xfe binary \xc3", b"[" * 100_000,
+          b'{"epoch": 3, "step": 12, "train_loss": {"nested": [1, 2]}}', b'{"epoch": 1e400, "step": 1}']
+
+
+def test_cnnlab_runs_survives_damaged_metrics_lines(cli, tmp_path: Path) -> None:
+    """Every kind of damage at once: the run still lists and opens, with the count of skipped lines."""
+    folder = tmp_path / "hurt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model": "lenet5", "dataset": "mnist", "epochs": 4}))
+    good = json.dumps({"epoch": 1, "step": 4, "train_loss": 0.9, "val_top1": 0.5}).encode()
+    (folder / "metrics.jsonl").write_bytes(b"\n".join([good, *DAMAGE]) + b"\n")
+    (folder / "result.json").write_text(json.dumps({"status": "finished", "test": {"top1": "high"}}))
+    code, out, err = cli("runs", "--runs", str(tmp_path), "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)["runs"]
+    assert row["epochs_done"] == 2 and row["damaged_lines"] == 5 and row["best_val_top1"] == 0.5
+    assert row["test_top1"] is None  # a result.json holding words where a number belongs
+    code, out, err = cli("runs", "hurt", "--runs", str(tmp_path), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [m["epoch"] for m in doc["metrics"]] == [1, 2] and doc["metrics"][1]["train_top1"] is None
+    assert doc["notes"][0].startswith("metrics.jsonl line 2 is damaged (epoch '5' is not a whole number from 1)")
+    code, out, err = cli("runs", "--runs", str(tmp_path))  # the table for a person
+    assert code == 0 and "hurt" in out and "5 damaged lines" in out, err
+
+
+def test_run_files_never_lead_out_of_the_run(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"model": "lenet5", "password": "x"}))
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    (run.path / "config.json").symlink_to(secret)
+    (run.path / "metrics.jsonl").symlink_to(secret)
+    (run.path / "best.pt").symlink_to(secret)
+    with pytest.raises(CnnlabError, match=r"^r/config.json is a link to a file outside the run folder"):
+        run.read_config()
+    with pytest.raises(CnnlabError, match=r"^r/metrics.jsonl is a link to a file outside the run folder"):
+        run.read_metrics(strict=True)
+    assert run.scan_metrics().records == [] and "outside the run folder" in run.scan_metrics().notes[0]
+    assert run.checkpoint() is None
+    with pytest.raises(CnnlabError, match=r"^r/best.pt is a link to a file outside the run folder"):
+        run.weights()
+    # A link that stays inside the run is followed.
+    (run.path / "config.json").unlink()
+    (run.path / "real.json").write_text('{"model": "resnet20"}')
+    (run.path / "config.json").symlink_to(run.path / "real.json")
+    assert run.read_config() == {"model": "resnet20"}
 
 
 def test_pictures_and_evaluation_use_the_run_folder(cli, tmp_path: Path, whole: Path) -> None:

@@ -225,6 +225,20 @@ def test_feature_maps_come_from_the_named_layers() -> None:
     assert maps["features.3"].shape == (1, 16, 10, 10) and torch.equal(maps["features.3"], second)
 
 
+def test_default_layers_are_convolutions_that_run_in_eval_mode() -> None:
+    # GoogLeNet registers its auxiliary classifiers after inception4, so by registration the last
+    # convolution is aux2's, which only training runs.
+    model = create_model("googlenet").eval()
+    x = torch.randn(1, 3, 224, 224)
+    assert default_layers(model)[-1] == "aux2.conv.conv"
+    picked = default_layers(model, x)
+    assert picked == ["conv1.conv", "inception4c.branch2.0.conv", "inception5b.branch4.1.conv"]
+    maps = feature_maps(model, x, picked)
+    assert list(maps) == picked  # every default layer runs, so none goes missing
+    assert default_layers(create_model("resnet20"), torch.randn(1, 3, 32, 32)) == default_layers(
+        create_model("resnet20"))
+
+
 def test_feature_maps_match_independent_hooks_on_resnet20() -> None:
     model = create_model("resnet20").eval()
     x = torch.randn(1, 3, 32, 32)

@@ -36,6 +36,17 @@ def test_erf_of_3x3_stacks_is_exactly_the_window(layers: int, side: int) -> None
     assert _support(erf) == (7 - half, 7 + half, 7 - half, 7 + half)
 
 
+def test_erf_in_chunks_is_the_erf_of_all_samples_at_once() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3)).eval()
+    calls = []
+    whole, *_ = rf.erf_details(model, (1, 15, 15), 6, 0, "4")
+    chunked, name, spatial, centre = rf.erf_details(model, (1, 15, 15), 6, 0, "4", chunk=4,
+                                                    between=lambda: calls.append(1), checked=True)
+    # The same seeded samples, summed in two chunks instead of one batch: equal up to float rounding.
+    assert np.allclose(whole, chunked, atol=1e-6) and len(calls) == 2
+    assert (name, spatial, centre) == ("4", (9, 9), (4, 4))
+
+
 def test_erf_named_layer_and_modes() -> None:
     model = nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.BatchNorm2d(2), nn.Conv2d(2, 1, 3, bias=False))
     model.train()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +89,8 @@ def test_api_lists_every_endpoint_and_the_limits(client) -> None:
     body = client.get("/api").get_json()
     assert body["endpoints"] == ENDPOINTS
     assert body["limits"]["upload_bytes"] == 5 * 2**20
+    assert body["work"]["deadline_s"] == 30 and body["work"]["queue_size"] == 16
+    assert body["work"]["memory_budget_bytes"] >= 512 * 2**20
     # Every documented route answers something other than 404.
     for route in ENDPOINTS:
         method, path = route.split(" ")
@@ -95,9 +99,10 @@ def test_api_lists_every_endpoint_and_the_limits(client) -> None:
         assert response.status_code != 404, route
 
 
-def test_health_names_the_runs_folder(client, runs: Path) -> None:
+def test_health_names_the_runs_folder_but_no_absolute_path(client, runs: Path) -> None:
     body = client.get("/api/health").get_json()
-    assert body == {"ok": True, "version": cnnlab.__version__, "runs": str(runs.resolve())}
+    assert body == {"ok": True, "version": cnnlab.__version__, "runs": runs.name,
+                    "work": {"running": 0, "queued": 0, "queue_size": 16, "done": body["work"]["done"]}}
 
 
 def test_models_are_the_registry(client) -> None:
@@ -264,10 +269,10 @@ def test_path_traversal_is_refused(client, runs: Path, tmp_path: Path) -> None:
         assert error(client.get("/api/rf?run=/etc/passwd"), 400) == not_a_name.format("/etc/passwd")
         assert error(client.post("/api/inside", data={"run": "..\\..\\x"}), 400) == not_a_name.format("..\\..\\x")
         assert error(client.get("/api/runs/escape"), 400) == (
-            f"run 'escape' points outside the runs folder {runs.resolve()}: only runs inside it can be opened")
+            f"run 'escape' points outside the runs folder {runs.name}: only runs inside it can be opened")
         assert "escape" not in [r["name"] for r in client.get("/api/runs").get_json()["runs"]]
         assert error(client.get("/api/runs/nothing-here"), 400) == (
-            f"no run 'nothing-here' in {runs.resolve()}: pick one from the runs list")
+            f"no run 'nothing-here' in {runs.name}: pick one from the runs list")
     finally:
         link.unlink()
     still_answers(client)
@@ -639,7 +644,7 @@ def test_cli_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
         line = proc.stdout.readline()
         assert line.startswith("cnnlab explorer at http://127.0.0.1:"), line
         url = line.split()[3]
-        assert fetch(f"{url}api/health")[1]["runs"] == str(tmp_path.resolve())
+        assert fetch(f"{url}api/health")[1]["runs"] == tmp_path.name
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=WAIT_S)
     finally:
@@ -684,9 +689,366 @@ def test_concurrent_analysis_requests_are_all_answered_correctly(live: str) -> N
 def test_cli_serve_help_and_missing_flask(cli, monkeypatch) -> None:
     code, out, _err = cli("serve", "--help")
     assert code == 0
-    for flag in ("--host", "--port", "--runs", "default 127.0.0.1", "default 8765", "default ./runs"):
+    for flag in ("--host", "--port", "--runs", "default 127.0.0.1", "default 8765", "default ./runs",
+                 "--memory-budget", "--deadline", "--queue", "default 30", "default 16"):
         assert flag in " ".join(out.split()), flag
+    code, _out, err = cli("serve", "--port", "0", "--memory-budget", "lots")
+    assert code == 2 and err == "cnnlab: error: --memory-budget 'lots' is not a size: write it like 8G, 512M or 1.5G\n"
     monkeypatch.setitem(sys.modules, "flask", None)  # as if Flask were not installed
     code, _out, err = cli("serve", "--port", "0")
     assert code == 2
     assert err == "cnnlab: error: the explorer needs Flask: pip install 'cnnlab[web]' (make run installs it)\n"
+
+
+# --------------------------------------------------------------------------------------
+# Hostile requests: each is one line and a 4xx, and the server stays up
+# --------------------------------------------------------------------------------------
+
+
+def strict_json(data: bytes):
+    """The body parsed as JSON proper: NaN, Infinity and -Infinity are not JSON, and fail here."""
+    def refuse(token: str):
+        raise AssertionError(f"the body holds {token}, which no browser parses")
+
+    return json.loads(data, parse_constant=refuse)
+
+
+@pytest.fixture
+def hurt_runs(tmp_path: Path, trained_run: Path) -> Path:
+    """A runs folder of damaged runs: bad metrics lines, a damaged and a malformed checkpoint, NaN weights,
+    files linking out of the run, and one healthy run."""
+    from cnnlab.checkpoint import load_checkpoint, save_checkpoint
+
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run, runs / "good", ignore=shutil.ignore_patterns(".lock", "tensorboard"))
+    config = (trained_run / "config.json").read_text()
+    good_line = json.dumps({"epoch": 1, "step": 40, "train_loss": 0.5, "val_top1": 0.9}).encode()
+    for name, damage in [("string-epoch", b'{"epoch": "5", "step": 1, "train_loss": 1.0}'),
+                         ("null-accuracy", b'{"epoch": 2, "step": 80, "train_loss": 0.4, "val_top1": null}'),
+                         ("nan-loss", b'{"epoch": 2, "step": 80, "train_loss": NaN, "val_top1": Infinity}'),
+                         ("binary", b"\x00\xff\xfe\x80 not text at all"), ("deep", b"[" * 100_000)]:
+        (runs / name).mkdir()
+        (runs / name / "config.json").write_text(config)
+        (runs / name / "metrics.jsonl").write_bytes(good_line + b"\n" + damage + b"\n")
+    ckpt = load_checkpoint(trained_run / "best.pt")
+    for name in ("damaged", "malformed", "nan-weights"):
+        (runs / name).mkdir()
+        (runs / name / "config.json").write_text(config)
+    data = bytearray((trained_run / "best.pt").read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\x00" * 64  # bytes changed inside a tensor: the checksum says so
+    (runs / "damaged" / "best.pt").write_bytes(bytes(data))
+    save_checkpoint(runs / "malformed" / "best.pt", "lenet5", ckpt["model"]["kwargs"], ckpt["state_dict"],
+                    data={**ckpt["data"], "input_size": "abc"})
+    nan = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    save_checkpoint(runs / "nan-weights" / "best.pt", "lenet5", ckpt["model"]["kwargs"], nan, data=ckpt["data"])
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.json").write_text(json.dumps({"model": "lenet5", "secret": "do not serve"}))
+    (runs / "config-link").mkdir()
+    (runs / "config-link" / "config.json").symlink_to(outside / "secret.json")
+    (runs / "weights-link").mkdir()
+    (runs / "weights-link" / "config.json").write_text(config)
+    (runs / "weights-link" / "best.pt").symlink_to(trained_run / "best.pt")
+    return runs
+
+
+def test_damaged_runs_still_list_and_open(hurt_runs: Path) -> None:
+    client = create_app(hurt_runs).test_client()
+    response = client.get("/api/runs")
+    assert response.status_code == 200
+    listed = {r["name"]: r for r in strict_json(response.data)["runs"]}
+    assert set(listed) >= {"good", "string-epoch", "null-accuracy", "nan-loss", "binary", "deep", "damaged"}
+    assert "config-link" not in listed  # its config is a file outside the run: never read
+    for name in ("string-epoch", "binary", "deep"):
+        assert listed[name]["epochs_done"] == 1 and listed[name]["damaged_lines"] == 1, name
+    assert listed["null-accuracy"]["damaged_lines"] == 0 and listed["null-accuracy"]["best_val_top1"] == 0.9
+    assert listed["good"]["damaged_lines"] == 0
+    for name in ("string-epoch", "null-accuracy", "nan-loss", "binary", "deep"):
+        response = client.get(f"/api/runs/{name}")
+        assert response.status_code == 200, name
+        doc = strict_json(response.data)
+        assert doc["metrics"][0]["val_top1"] == 0.9
+    nan = strict_json(client.get("/api/runs/nan-loss").data)
+    assert nan["metrics"][1]["train_loss"] is None and nan["metrics"][1]["val_top1"] is None
+    assert nan["notes"] == ["metrics.jsonl line 2 holds a number that is not finite (NaN or infinity): such "
+                            "numbers read as null"]
+    assert strict_json(client.get("/api/runs/binary").data)["notes"] == [
+        "metrics.jsonl line 2 is damaged (not JSON); damaged lines are skipped"]
+
+
+def test_damaged_checkpoints_are_one_line_with_the_cause(hurt_runs: Path) -> None:
+    client = create_app(hurt_runs).test_client()
+    for url in ("/api/analyze?run=damaged", "/api/rf?run=damaged&samples=1"):
+        assert error(client.get(url), 400) == (
+            "damaged/best.pt is damaged: its contents no longer match the checksum written with it; use another "
+            "copy (a run keeps previous.pt beside last.pt)"), url
+    assert error(client.post("/api/inside", data={"run": "damaged"}), 400).startswith("damaged/best.pt is damaged")
+    assert error(client.get("/api/analyze?run=malformed"), 400) == (
+        "malformed/best.pt is a malformed cnnlab checkpoint (an input size abc that is not C x H x W whole numbers "
+        "within bounds): re-save it with cnnlab, or give a run's last.pt or best.pt")
+    # NaN weights are the network's, not an error: the answers say null where a number is not finite.
+    response = client.post("/api/inside", data={"run": "nan-weights"})
+    assert response.status_code == 200
+    body = strict_json(response.data)
+    assert body["predictions"][0]["probability"] is None and body["gradcam"]["score"] is None
+    assert body["non_finite"]["count"] == 6 and body["non_finite"]["at"][0] == "predictions[0].probability: nan"
+    still_answers(client)
+
+
+def test_links_out_of_a_run_are_refused(hurt_runs: Path) -> None:
+    client = create_app(hurt_runs).test_client()
+    response = client.get("/api/runs/config-link")
+    assert error(response, 400) == ("config-link/config.json is a link to a file outside the run folder, which "
+                                    "cnnlab does not follow: replace the link with the file itself")
+    assert b"do not serve" not in response.data
+    for response in (client.get("/api/analyze?run=weights-link"), client.post("/api/inside", data={"run": "weights-link"})):
+        assert error(response, 400) == ("weights-link/best.pt is a link to a file outside the run folder, which "
+                                        "cnnlab does not follow: replace the link with the file itself")
+
+
+def test_no_answer_holds_nan_or_infinity(client) -> None:
+    # A convolution whose products would overflow a float is refused; one within range is exact.
+    assert error(client.post("/api/conv", json={"input": "1e308,1e308;1e308,1e308", "kernel": "1e308,1;1,1"}),
+                 400) == "input holds 1e+308: explain is for small examples, use numbers of at most 1e+15 in size"
+    response = client.post("/api/conv", data='{"input": [[NaN, 1], [1, 1]], "kernel": "1"}',
+                           content_type="application/json")
+    assert error(response, 400) == "input contains nan, not a finite number"
+    assert error(client.post("/api/conv", data='{"bias": Infinity}', content_type="application/json"), 400) == (
+        "bias contains inf, not a finite number")
+    for url in ("/api/models", "/api/runs", "/api/runs/lenet-mnist", "/api/analyze?run=lenet-mnist",
+                "/api/compare?models=lenet5,googlenet", "/api/layer?input=3x32x32&layer=conv%208%20k3"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        strict_json(response.data)
+
+
+def test_deep_or_huge_json_bodies_are_one_line(client) -> None:
+    response = client.post("/api/stack", data="[" * 100_000, content_type="application/json")
+    assert error(response, 400) == (
+        'the JSON body nests too deeply: send one flat object like {"input": "3x32x32", "layers": ["conv 64 k3 p1"]}')
+    big = json.dumps({"input": "3x32x32", "layers": ["relu"] * 40_000})
+    assert error(client.post("/api/stack", data=big, content_type="application/json"), 400) == (
+        f"the JSON body is {len(big):,} bytes: at most 256 KB")
+    still_answers(client)
+
+
+# --------------------------------------------------------------------------------------
+# Security: other sites, headers, paths
+# --------------------------------------------------------------------------------------
+
+
+def test_cross_site_requests_are_refused(client, digit: Path) -> None:
+    def inside(headers: dict[str, str]):
+        return client.post("/api/inside", headers=headers, data={
+            "run": "lenet-mnist", "image": (io.BytesIO(digit.read_bytes()), "digit.png")})
+
+    assert error(inside({"Origin": "http://evil.example"}), 403) == (
+        "cross-site request refused (it comes from 'http://evil.example'): the explorer answers its own page only; "
+        "open it at this server's address")
+    assert error(inside({"Origin": "null"}), 403).startswith("cross-site request refused (it comes from 'null')")
+    assert error(inside({"Sec-Fetch-Site": "cross-site"}), 403).startswith(
+        "cross-site request refused (Sec-Fetch-Site is 'cross-site')")
+    # Another port of this machine is the same site but another origin: refused too.
+    assert error(client.get("/api/rf?model=lenet5&samples=1", headers={"Sec-Fetch-Site": "same-site"}), 403)
+    assert error(client.post("/api/stack", json={"input": "3x8x8", "layers": ["relu"]},
+                             headers={"Origin": "http://localhost:9999"}), 403)
+    # The page itself, a same-origin script and a request typed in (no Origin) are answered.
+    assert inside({"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert client.get("/api/analyze?model=lenet5", headers={"Sec-Fetch-Site": "none"}).status_code == 200
+    assert client.get("/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200  # a link to the page
+    assert client.get("/api/health", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+
+
+def test_security_headers_and_no_absolute_paths(client, runs: Path) -> None:
+    for path in ("/", "/api/health", "/api/nothing"):
+        headers = client.get(path).headers
+        csp = headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "style-src 'self'" in csp
+        assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+        assert headers["X-Frame-Options"] == "DENY"
+    page = client.get("/").get_data(as_text=True)
+    # The policy allows no inline script or style: the page has none.
+    assert "<style" not in page and " style=" not in page and "<script>" not in page and " on" + "click=" not in page
+    for url in ("/api/health", "/api/runs", "/api/runs/nothing-here", "/api/analyze?run=nothing"):
+        assert str(runs.resolve()) not in client.get(url).get_data(as_text=True), url
+
+
+# --------------------------------------------------------------------------------------
+# Costs: budget, deadline, queue, single flight, caches
+# --------------------------------------------------------------------------------------
+
+
+def largest_input(message: str) -> str:
+    return message.split("the largest input that fits is about ")[1].split(" ")[0]
+
+
+def test_a_request_over_the_memory_budget_is_refused_with_the_largest_input_that_fits(runs: Path,
+                                                                                      monkeypatch) -> None:
+    import cnnlab.viz.rf
+
+    calls = []
+    real = cnnlab.viz.rf.erf_details
+    monkeypatch.setattr(cnnlab.viz.rf, "erf_details", lambda *a, **k: calls.append(k["chunk"]) or real(*a, **k))
+    assert cnnlab.limits.parse_bytes("160M") == 160 * 2**20 and cnnlab.limits.parse_bytes("1.5G") == 3 * 2**29
+    client = create_app(runs, memory_budget=cnnlab.limits.parse_bytes("160M")).test_client()
+    explorer = client.application.extensions["cnnlab_lab"]
+    monkeypatch.setattr(explorer._speed, "rate", lambda: 1e12)  # this test is about memory, not time
+    report = cnnlab.analyze("resnet18", (3, 256, 256))
+    one = report.memory.parameters + report.memory.gradients + 2 * report.activation_bytes
+    message = error(client.get("/api/rf?model=resnet18&input=3x256x256&samples=32"), 413)
+    assert message.startswith(f"the effective field of resnet18 at 3x256x256 with 32 samples needs about "
+                              f"{cnnlab.limits.human_bytes(one)} of memory for one sample, more than the 120.0 MiB")
+    assert message.endswith("(cnnlab serve --memory-budget sets the budget)") and calls == []  # refused, not run
+    fits = largest_input(message)
+    side = int(fits.split("x")[1])
+    assert 128 <= side < 256 and side % 8 == 0
+    # The size it names does fit: it runs, one sample at a time (the chunks the budget holds).
+    response = client.get(f"/api/rf?model=resnet18&input={fits}&samples=2")
+    assert response.status_code == 200, response.get_json()
+    assert calls == [1]
+    # A model whose weights alone exceed the budget cannot fit at any input.
+    assert "does not fit even at the smallest input" in error(client.get("/api/rf?model=vgg11&input=3x32x32"), 413)
+
+
+def test_a_request_past_the_deadline_is_refused_with_the_samples_that_fit(runs: Path, monkeypatch) -> None:
+    client = create_app(runs, deadline_s=30).test_client()
+    explorer = client.application.extensions["cnnlab_lab"]
+    monkeypatch.setattr(explorer._speed, "rate", lambda: 1e9)  # 1 G multiply-accumulates a second
+    macs = cnnlab.analyze("vgg11", (3, 128, 128)).macs
+    seconds = 3 * macs * 32 / 1e9  # a forward and a backward pass per sample
+    # Time grows with the pixels: the side that fits scales by the square root of the share that fits.
+    side = int(128 * math.sqrt(30 / seconds)) // 8 * 8
+    assert error(client.get("/api/rf?model=vgg11&input=3x128x128&samples=32"), 413) == (
+        f"the effective field of vgg11 at 3x128x128 with 32 samples would take about {seconds:.0f} s here, more "
+        f"than the 30 s deadline: at most {int(32 * 30 / seconds)} samples fit at 3x128x128, or about "
+        f"3x{side}x{side} with 32 samples (cnnlab serve --deadline sets the deadline)")
+
+
+def test_identical_concurrent_requests_compute_once_and_are_kept(runs: Path, monkeypatch) -> None:
+    import threading
+    import time
+
+    import cnnlab.viz.rf
+
+    calls = []
+    real = cnnlab.viz.rf.erf_details
+
+    def slow(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.5)  # long enough for every request below to arrive while it runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cnnlab.viz.rf, "erf_details", slow)
+    client = create_app(runs).test_client()
+    answers: list = []
+    url = "/api/rf?model=resnet20&samples=2"
+    threads = [threading.Thread(target=lambda: answers.append(client.get(url))) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in answers] == [200] * 10
+    assert len({r.data for r in answers}) == 1 and calls == [1]
+    assert client.get("/api/rf?samples=2&model=resnet20").data == answers[0].data and calls == [1]  # kept
+    first = client.post("/api/inside", data={"model": "resnet20"}).data
+    assert client.post("/api/inside", data={"model": "resnet20"}).data == first  # kept too
+
+
+def test_health_answers_while_heavy_work_runs_and_a_full_queue_says_when_to_retry(runs: Path,
+                                                                                   monkeypatch) -> None:
+    import threading
+    import time
+
+    import cnnlab.viz.rf
+    from cnnlab.web.server import make_server
+
+    release = threading.Event()
+    started = threading.Event()
+    real = cnnlab.viz.rf.erf_details
+
+    def held(*args, **kwargs):  # a slow computation: it holds the model work until released
+        started.set()
+        release.wait(WAIT_S)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cnnlab.viz.rf, "erf_details", held)
+    server = make_server("127.0.0.1", 0, runs, queue_size=1)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.port}"
+    answers: dict[int, tuple[int, dict]] = {}
+    try:
+        heavy = [threading.Thread(target=lambda i=i: answers.__setitem__(
+            i, fetch(f"{base}/api/rf?model=resnet20&samples={i}"))) for i in (1, 2)]
+        heavy[0].start()
+        assert started.wait(WAIT_S)
+        heavy[1].start()  # waits in the queue (size 1)
+        deadline = time.monotonic() + WAIT_S
+        while server.app.extensions["cnnlab_work"].status()["queued"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = time.perf_counter()
+        status, body = fetch(f"{base}/api/health")
+        assert status == 200 and body["work"] == {"running": 1, "queued": 1, "queue_size": 1, "done": 0}
+        assert time.perf_counter() - start < 1.0  # never waits on the model work
+        assert fetch(f"{base}/api/runs")[0] == 200
+        request = urllib.request.Request(f"{base}/api/rf?model=resnet20&samples=3")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=WAIT_S)
+        assert info.value.code == 503 and int(info.value.headers["Retry-After"]) >= 1
+        assert json.loads(info.value.read())["error"] == (
+            "the explorer is busy: 1 request already waits for the model work; try again in a moment")
+        with urllib.request.urlopen(f"{base}/api/health", timeout=WAIT_S) as response:
+            assert response.headers["Server"] == "cnnlab"  # no Werkzeug or Python version
+    finally:
+        release.set()
+        for t in heavy:
+            t.join(WAIT_S)
+        server.shutdown()
+        server.server_close()
+    assert answers[1][0] == answers[2][0] == 200
+
+
+def test_work_past_its_deadline_answers_504(runs: Path, monkeypatch) -> None:
+    import time
+
+    import cnnlab.viz.rf
+
+    real = cnnlab.viz.rf.erf_details
+
+    def late(*args, **kwargs):
+        time.sleep(1.5)
+        kwargs["between"]()  # the check between chunks stops it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cnnlab.viz.rf, "erf_details", late)
+    client = create_app(runs, deadline_s=1).test_client()
+    assert error(client.get("/api/rf?model=lenet5&samples=1"), 504) == (
+        "no answer within the 1 s deadline (the model work was busy or the question is too large): try again, ask "
+        "for less, or start cnnlab serve with a longer --deadline")
+    still_answers(client)
+
+
+# --------------------------------------------------------------------------------------
+# GoogLeNet: what is drawn adds up, and the inside view shows layers that run
+# --------------------------------------------------------------------------------------
+
+
+def test_googlenet_totals_add_up_and_name_the_auxiliary_heads(client) -> None:
+    body = client.get("/api/analyze?model=googlenet").get_json()
+    totals = body["totals"]
+    assert totals["params"] == sum(r["params"] for r in body["layers"] if not r["shared"]) == 6_624_904
+    assert totals["params_outside_graph"]["modules"] == ["aux1", "aux2"]
+    assert totals["params_outside_graph"]["params"] == 6_379_984 and totals["model_params"] == 13_004_888
+    row = client.get("/api/compare?models=googlenet,resnet18").get_json()["rows"][0]
+    assert row["params"] == 6_624_904 and row["params_outside_graph"] == 6_379_984
+
+
+def test_googlenet_inside_shows_layers_that_run_and_explains_the_top_class(client) -> None:
+    body = client.post("/api/inside", data={"model": "googlenet"}).get_json()
+    layers = [f["layer"] for f in body["features"]]
+    assert layers == ["conv1.conv", "inception4c.branch2.0.conv", "inception5b.branch4.1.conv"]
+    assert not any(name.startswith("aux") for name in body["conv_layers"])
+    # Random weights give near-equal logits; the ranking and Grad-CAM are one decision.
+    assert body["gradcam"]["index"] == body["predictions"][0]["index"]
+    assert error(client.post("/api/inside", data={"model": "googlenet", "layers": "aux2.conv.conv"}), 400).startswith(
+        "the model has no layer that runs in eval mode 'aux2.conv.conv': valid names are conv1.conv, conv2.conv")

@@ -12,6 +12,7 @@ does not notice.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
+from cnnlab.limits import MAX_CHANNELS, MAX_SIDE
 from cnnlab.safeload import safe_torch_load
 
 __all__ = ["FORMAT", "build_from_checkpoint", "checkpoint_payload", "digest", "load_checkpoint",
@@ -114,6 +116,9 @@ def _check_shape(path: Path, obj: dict[str, Any]) -> None:
         problem = "no state_dict of named tensors"
     elif "data" in obj and not isinstance(obj["data"], dict):
         problem = "a data record that is not a dictionary"
+    elif "data" in obj or "input_size" in obj:
+        problem = _data_problem({**obj.get("data", {}), **({"input_size": obj["input_size"]}
+                                                          if "input_size" in obj else {})})
     elif "config" in obj and not isinstance(obj["config"], dict):
         problem = "a config that is not a dictionary"
     elif "train" in obj and not isinstance(obj["train"], dict):
@@ -121,6 +126,29 @@ def _check_shape(path: Path, obj: dict[str, Any]) -> None:
     if problem:
         raise CnnlabError(f"{path} is a malformed cnnlab checkpoint ({problem}): re-save it with cnnlab, or give "
                           "a run's last.pt or best.pt")
+
+
+def _data_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's record of its training data, if anything (readers use its input
+    size to build inputs, its classes to name outputs and its mean and std to normalise)."""
+    def numbers(value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               and math.isfinite(v) for v in value)
+
+    size = data.get("input_size")
+    if size is not None and not (isinstance(size, (list, tuple)) and 1 <= len(size) <= 4
+                                 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
+                                 and size[0] <= MAX_CHANNELS and max(size[1:], default=1) <= MAX_SIDE):
+        return f"an input size {str(size)[:40]} that is not C x H x W whole numbers within bounds"
+    classes = data.get("classes")
+    if classes is not None and not (isinstance(classes, (list, tuple)) and all(isinstance(c, (str, int)) for c in classes)):
+        return "classes that are not a list of names"
+    for key in ("mean", "std"):
+        if data.get(key) is not None and not numbers(data[key]):
+            return f"a {key} that is not a list of finite numbers"
+    if data.get("std") is not None and any(v == 0 for v in data["std"]):
+        return "a std of zero"
+    return None
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

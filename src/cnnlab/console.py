@@ -7,6 +7,7 @@ nothing else there; everything meant for a person goes through :data:`err` (stde
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,9 +23,40 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else _WIDE)
 
 
+def json_text(document: Any, indent: int | None = None) -> str:
+    """A document as JSON that every reader (a browser's included) can parse.
+
+    JSON has no NaN or infinity: such a number is written as null, and a dictionary document
+    gets a ``non_finite`` note saying how many there were and where the first ones are.
+    """
+    separators = (",", ":") if indent is None else None
+    try:
+        return json.dumps(document, indent=indent, separators=separators, allow_nan=False)
+    except ValueError:
+        pass
+    where: list[str] = []
+    clean = _finite(document, "", where)
+    if isinstance(clean, dict):
+        clean = {**clean, "non_finite": {
+            "count": len(where), "at": where[:10],
+            "note": "numbers that were not finite are written as null: JSON has no such numbers"}}
+    return json.dumps(clean, indent=indent, separators=separators, allow_nan=False)
+
+
+def _finite(value: Any, path: str, where: list[str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        where.append(f"{path or '.'}: {value}")
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{path}.{k}" if path else str(k), where) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, f"{path}[{i}]", where) for i, v in enumerate(value)]
+    return value
+
+
 def print_json(document: Any) -> None:
     """One JSON document on stdout, nothing else."""
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(json_text(document, indent=2) + "\n")
     sys.stdout.flush()
 
 

@@ -13,24 +13,36 @@ A :class:`Lab` answers under one of two scopes:
   inside the runs folder (a ``file.py:Name`` would run code, and no other path is ever opened);
   input sizes, uploads and the number of compared models are bounded by :data:`LIMITS`; model
   work runs under one lock so that concurrent requests never interleave inside torch's global
-  state.
+  state. Work with real tensors (the effective field, inside a network) is costed before it
+  runs, from the analyzer's own numbers (MACs, activation bytes, samples) and this machine's
+  measured speed: what cannot fit the memory budget, or would run past the deadline, is
+  refused with :class:`TooCostly` naming the largest input or sample count that fits; samples
+  run in chunks that fit; work that still runs past its deadline stops with :class:`TimedOut`.
 
 Finished analyses are cached under the network's identity (a checkpoint's by its modification
-time), so repeating a question costs nothing. Bad input raises
-:class:`~cnnlab.errors.CnnlabError` with one line that names the cause and the fix.
+time), and the explorer's finished answers under their question, in caches bounded in bytes, so
+repeating a question costs nothing. Bad input raises :class:`~cnnlab.errors.CnnlabError` with
+one line that names the cause and the fix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
+import math
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnlab.console import json_text
 from cnnlab.errors import CnnlabError
+from cnnlab.limits import human_bytes
 from cnnlab.shapes import fmt_shape, parse_shape
 
 if TYPE_CHECKING:
@@ -38,7 +50,8 @@ if TYPE_CHECKING:
     from cnnlab.shapes import LayerResult
     from cnnlab.sources import Source
 
-__all__ = ["LIMITS", "QUERIES", "Lab", "Param", "Query", "decode_image", "layer_document"]
+__all__ = ["DEFAULT_DEADLINE_S", "HEAVY", "LIMITS", "QUERIES", "Busy", "Lab", "Param", "Query", "TimedOut",
+           "TooCostly", "decode_image", "default_memory_budget", "layer_document"]
 
 LIMITS = {
     "analysis_side": 1024,  # largest H or W the architecture view analyses
@@ -56,6 +69,45 @@ LIMITS = {
 }
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 OPTIMIZERS = ("sgd", "sgd-nomomentum", "adam", "adamw", "none")
+
+HEAVY = ("analyze", "compare", "rf", "inside")  # queries that trace or run a network: costed, queued, cached
+DEFAULT_DEADLINE_S = 30.0
+# Forward-pass equivalents of each kind of work, for the time estimate: the effective field runs a
+# forward and a backward pass to the input; inside runs one pass to find the convolutions that run,
+# one for the feature maps, one for the prediction, and Grad-CAM's forward (with its layer search)
+# and backward.
+_PASSES = {"rf": 3.0, "inside": 7.0}
+_DECODE_BYTES_PER_PIXEL = 16  # an upload as RGB bytes, as floats, and resized (inside)
+
+
+class TooCostly(CnnlabError):
+    """A request the memory budget or the deadline cannot hold; the message says what fits (HTTP 413)."""
+
+    status = 413
+
+
+class TimedOut(CnnlabError):
+    """Work that ran past its deadline and was stopped (HTTP 504)."""
+
+    status = 504
+
+
+class Busy(CnnlabError):
+    """Too much work waits already (HTTP 503): ask again after ``retry_after`` seconds."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def default_memory_budget() -> int:
+    """The explorer's default memory budget: half the memory this machine has available now (at
+    least 512 MiB)."""
+    from cnnlab.limits import available_memory_bytes
+
+    return max(512 * 2**20, available_memory_bytes() // 2)
 
 
 @dataclass(frozen=True)
@@ -150,27 +202,81 @@ QUERIES: tuple[Query, ...] = (
 
 
 class _Lru:
-    """A small thread-safe least-recently-used cache."""
+    """A small thread-safe least-recently-used cache, bounded in entries and (given sizes) in bytes."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int | None = None) -> None:
         self.size = size
-        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self.nbytes = 0
 
     def get(self, key: Any) -> Any:
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
-                return self._data[key]
+                return self._data[key][0]
         return None
 
-    def put(self, key: Any, value: Any) -> Any:
+    def put(self, key: Any, value: Any, nbytes: int = 0) -> Any:
+        """Keep ``value`` (of about ``nbytes``); one larger than the whole cache is returned, not kept."""
         with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            if key in self._data:
+                self.nbytes -= self._data.pop(key)[1]
+            if self.max_bytes is None or nbytes <= self.max_bytes:
+                self._data[key] = (value, nbytes)
+                self.nbytes += nbytes
+            self._trim(self.max_bytes)
         return value
+
+    def trim(self, max_bytes: int) -> None:
+        """Drop the least recently used entries until the rest take at most ``max_bytes``."""
+        with self._lock:
+            self._trim(max_bytes)
+
+    def _trim(self, max_bytes: int | None) -> None:
+        while self._data and (len(self._data) > self.size or (max_bytes is not None and self.nbytes > max_bytes)):
+            self.nbytes -= self._data.popitem(last=False)[1][1]
+
+
+class _Speed:
+    """Multiply-accumulates a second of this machine's forward passes: measured once on a convolution,
+    then followed from the work the explorer runs, so the time estimates track the machine."""
+
+    def __init__(self) -> None:
+        self._rate: float | None = None
+        self._lock = threading.Lock()
+
+    def rate(self) -> float:
+        with self._lock:
+            if self._rate is None:
+                self._rate = _measure_rate()
+            return self._rate
+
+    def observe(self, macs: float, seconds: float) -> None:
+        if macs < 5e8 or seconds < 0.05:  # small work measures the overhead, not the speed
+            return
+        with self._lock:
+            seen = macs / seconds
+            self._rate = seen if self._rate is None else 0.5 * self._rate + 0.5 * seen
+
+
+def _measure_rate() -> float:
+    """MACs a second of a 3x3 convolution of 64 channels on 56x56 maps (batch 2): 0.23 G per pass."""
+    import torch
+
+    with torch.random.fork_rng():  # the global generator is left as it was
+        conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+        x = torch.randn(2, 64, 56, 56)
+    macs = 2 * 64 * 56 * 56 * 64 * 9
+    best = math.inf
+    with torch.no_grad():
+        conv(x)  # the first call pays for the kernel choice
+        for _ in range(3):
+            start = time.perf_counter()
+            conv(x)
+            best = min(best, time.perf_counter() - start)
+    return macs / max(best, 1e-6)
 
 
 def _int(value: Any, name: str, low: int, high: int, default: int | None = None) -> int:
@@ -221,20 +327,130 @@ def _names(value: Any, what: str, example: str) -> list[str]:
 
 
 class Lab:
-    """The queries of :data:`QUERIES`, answered in one scope (``local`` or ``explorer``) over one runs folder."""
+    """The queries of :data:`QUERIES`, answered in one scope (``local`` or ``explorer``) over one runs folder.
 
-    def __init__(self, runs_dir: str | Path = "runs", scope: str = "local") -> None:
+    In the explorer scope ``memory_budget`` (bytes; default :func:`default_memory_budget`) bounds
+    what the work holds at once: an eighth for finished answers, an eighth for analyses, the rest
+    for the models kept and the one computation running. ``deadline_s`` (default
+    :data:`DEFAULT_DEADLINE_S`) is how long one request's work may take.
+    """
+
+    def __init__(self, runs_dir: str | Path = "runs", scope: str = "local", memory_budget: int | None = None,
+                 deadline_s: float | None = None) -> None:
         if scope not in ("local", "explorer"):
             raise ValueError(f"scope must be local or explorer, got {scope!r}")
         self.scope = scope
         self.runs_dir = Path(runs_dir).resolve()
         self.lock = threading.RLock()  # model work: one request at a time inside torch
-        self._reports = _Lru(48)
-        self._models = _Lru(4)
+        bounded = scope == "explorer"
+        self.memory_budget = (memory_budget or default_memory_budget()) if bounded else None
+        self.deadline_s = (deadline_s or DEFAULT_DEADLINE_S) if bounded else None
+        share = self.memory_budget // 8 if self.memory_budget else None
+        self._reports = _Lru(48, share)
+        self._documents = _Lru(256, share)  # the explorer's finished answers, encoded
+        self._models = _Lru(4, self.work_budget)  # sources and models with weights, trimmed to make room for work
+        self._speed = _Speed()
+        self._local = threading.local()  # the deadline of the work running on this thread
 
     @property
     def bounded(self) -> bool:
         return self.scope == "explorer"
+
+    @property
+    def work_budget(self) -> int | None:
+        """Bytes for the models kept and the computation running (the budget less the caches' shares)."""
+        return None if self.memory_budget is None else self.memory_budget - 2 * (self.memory_budget // 8)
+
+    def shown(self, text: str) -> str:
+        """``text`` with the runs folder's absolute path cut to its name (the explorer shows no absolute path)."""
+        if not self.bounded:
+            return text
+        root = str(self.runs_dir)
+        return text.replace(root + "/", "").replace(root, self.runs_dir.name)
+
+    # -- deadlines ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def deadline(self, at: float | None) -> Iterator[None]:
+        """Work on this thread inside the block stops with :class:`TimedOut` once ``time.monotonic()``
+        passes ``at`` (checked between its steps)."""
+        before = getattr(self._local, "at", None)
+        self._local.at = at
+        try:
+            yield
+        finally:
+            self._local.at = before
+
+    def in_time(self, what: str) -> None:
+        """Raise :class:`TimedOut` if the work on this thread has run past its deadline."""
+        at = getattr(self._local, "at", None)
+        if at is not None and time.monotonic() > at:
+            raise TimedOut(f"{what} ran past the {self.deadline_s or 0:g} s deadline and was stopped: ask for "
+                           "less (a smaller input, fewer samples), or start cnnlab serve with a longer --deadline")
+
+    # -- costs ----------------------------------------------------------------------------------------
+
+    def _fit(self, what: str, report: Report, source: Source, size: tuple[int, ...], samples: int, kind: str,
+             extra: int = 0) -> tuple[int, int]:
+        """(how many samples of ``kind`` work (rf, inside) to run at once at ``size``, the bytes that holds),
+        from its analysis ``report``; :class:`TooCostly` when one sample cannot fit the memory budget, or
+        all of them would run past the deadline, naming what fits both. ``extra``: bytes held besides the
+        pass (a decoded upload)."""
+        from cnnlab.analysis.memory import pass_bytes
+
+        if self.work_budget is None:
+            return samples, 0
+        fixed, per = pass_bytes(report, backward=True)
+        fixed += extra + (source.checkpoint.stat().st_size if source.checkpoint is not None else 0)
+        room = self.work_budget
+        seconds = _PASSES[kind] * self._macs(report) * samples / self._speed.rate()
+        deadline = self.deadline_s or math.inf
+        # Both costs grow with the pixels: the share of them that fits, for one sample's memory and all
+        # samples' time.
+        memory_share = (room - fixed) / per if per else math.inf
+        time_share = deadline / seconds if seconds else math.inf
+        resizable = kind == "rf"
+        fits = self._largest_input(source, size, min(memory_share, time_share)) if resizable else None
+        instead = (f"the largest input that fits is about {fits}" + (f" with {samples} samples" if samples > 1 else "")
+                   if fits else "it does not fit even at the smallest input" if resizable
+                   else "choose a smaller network")
+        if memory_share < 1:
+            raise TooCostly(
+                f"{what} needs about {human_bytes(fixed + per)} of memory{' for one sample' if samples > 1 else ''}, "
+                f"more than the {human_bytes(room)} the server's memory budget leaves for work: {instead} "
+                "(cnnlab serve --memory-budget sets the budget)")
+        if time_share < 1:
+            n = int(samples * time_share)
+            if n >= 1:
+                instead = (f"at most {n} sample{'s fit' if n > 1 else ' fits'} at {fmt_shape(size)}"
+                           + (f", or {instead.removeprefix('the largest input that fits is ')}" if fits else ""))
+            raise TooCostly(f"{what} would take about {seconds:.0f} s here, more than the {deadline:g} s "
+                            f"deadline: {instead} (cnnlab serve --deadline sets the deadline)")
+        chunk = max(1, min(samples, int((room - fixed) // per) if per else samples))
+        return chunk, fixed + chunk * per
+
+    @staticmethod
+    def _macs(report: Report) -> int:
+        return report.macs if report.macs is not None else sum(r.macs or 0 for r in report.layers)
+
+    def _largest_input(self, source: Source, size: tuple[int, ...], ratio: float) -> str | None:
+        """About the largest input like ``size`` whose cost is ``ratio`` times its cost (costs grow with the
+        pixels), in steps of 8 pixels; None below the network's smallest input."""
+        from cnnlab.models.registry import list_models, model_info
+
+        c, h, w = size
+        scale = math.sqrt(max(ratio, 0.0))
+        nh, nw = int(h * scale), int(w * scale)
+        nh, nw = (nh // 8 * 8 or nh), (nw // 8 * 8 or nw)
+        smallest = model_info(source.name).min_input if source.name in list_models() else 1
+        if min(nh, nw) < max(smallest, 1):
+            return None
+        return f"{c}x{nh}x{nw}"
+
+    def _make_room(self, nbytes: int) -> None:
+        """Let go of kept models until the work about to run (``nbytes``) fits beside the rest."""
+        if self.work_budget is not None:
+            self._models.trim(max(self.work_budget - nbytes, 0))
 
     # -- which network ----------------------------------------------------------------------------
 
@@ -284,11 +500,21 @@ class Lab:
             folder = RunDir(self.run_dir(run))
             path = folder.checkpoint()
             if path is None:
+                if any((folder.path / name).is_symlink() for name in ("best.pt", "last.pt", "previous.pt")):
+                    folder.weights()  # one line naming the link that leads out of the run
                 raise CnnlabError(f"run {run!r} has no checkpoint yet (best.pt or last.pt): wait for its first "
                                   "epoch")
-            key = ("source", str(path), path.stat().st_mtime_ns)
+            stat = path.stat()
+            key = ("source", str(path), stat.st_mtime_ns)
             cached = self._models.get(key)
-            return cached if cached is not None else self._models.put(key, resolve(str(folder.path), ("run",)))
+            if cached is not None:
+                return cached
+            if self.work_budget is not None and stat.st_size > self.work_budget:
+                raise TooCostly(f"run {run!r}'s checkpoint is {human_bytes(stat.st_size)}, more than the "
+                                f"{human_bytes(self.work_budget)} the server's memory budget leaves for work: start "
+                                "cnnlab serve with a larger --memory-budget")
+            self._make_room(stat.st_size)
+            return self._models.put(key, resolve(str(folder.path), ("run",)), stat.st_size)
         if self.bounded:
             from cnnlab.models.registry import list_models, unknown_model
 
@@ -352,11 +578,13 @@ class Lab:
         cached = None if measure or source.kind == "code" else self._reports.get(key)
         if cached is not None:
             return cached
+        self.in_time(f"the analysis of {source.label}")
         with self.lock:
             report = analyze(source.name, size, batch=n, optimizer=opt, measure=measure, **source.kwargs)
         report.model = source.label
-        entry = {"report": report, "json": None}
-        return entry if measure else self._reports.put(key, entry)
+        entry = {"report": report}
+        # About 2 KB a node (records, shapes, formulas): ResNet-1202's 4,212 nodes take 6.8 MB.
+        return entry if measure else self._reports.put(key, entry, 2048 * len(report.layers))
 
     def report(self, model: str | None = None, run: str | None = None, input: Any = None, batch: Any = None,
                optimizer: str | None = None, measure: bool = False, **options: Any) -> Report:
@@ -395,14 +623,59 @@ class Lab:
         return text, report
 
     def encoded(self, query: str, **args: Any) -> bytes:
-        """A query's document as compact JSON; an unfolded analysis is encoded once per cached report."""
-        if query == "analyze" and args.get("depth") in (None, ""):
-            source = self.source(args.get("model"), args.get("run"))
-            entry = self._entry(source, args.get("input"), args.get("batch"), args.get("optimizer"), False)
-            if entry["json"] is None:
-                entry["json"] = json.dumps(entry["report"].to_dict(explain=True), separators=(",", ":")).encode()
-            return entry["json"]
-        return json.dumps(getattr(self, query)(**args), separators=(",", ":")).encode()
+        """A query's document as compact JSON (no NaN or infinity: see :func:`cnnlab.console.json_text`);
+        the explorer's answers to :data:`HEAVY` queries are kept (see :meth:`cached`)."""
+        key = self.document_key(query, args)
+        if key is not None:
+            hit = self._documents.get(key)
+            if hit is not None:
+                return hit
+        data = json_text(getattr(self, query)(**args)).encode()
+        return data if key is None else self._documents.put(key, data, len(data))
+
+    def cached(self, query: str, **args: Any) -> bytes | None:
+        """The kept answer to a :data:`HEAVY` query, without any work; None when there is none yet."""
+        key = self.document_key(query, args)
+        return None if key is None else self._documents.get(key)
+
+    def document_key(self, query: str, args: dict[str, Any]) -> tuple[Any, ...] | None:
+        """What identifies the explorer's answer to a :data:`HEAVY` query: the network (a run's checkpoint by
+        its modification time) and the arguments read as the query reads them. None outside the explorer,
+        for other queries, and for arguments the query itself will refuse (it then says why)."""
+        if not self.bounded or query not in HEAVY:
+            return None
+        get = args.get
+        try:
+            if query == "compare":
+                names = tuple(dict.fromkeys(_names(get("models") or [], "models", "a,b")))
+                return query, names, _shape(get("input")), _int(get("batch"), "batch", 1, 2**20, default=1)
+            network = self._network_key(get("model"), get("run"))
+            if network is None:
+                return None
+            if query == "analyze":
+                depth = None if get("depth") in (None, "") else _int(get("depth"), "depth", 1, 64)
+                return (query, network, _shape(get("input")), _int(get("batch"), "batch", 1, 2**20, default=1),
+                        get("optimizer") or "sgd", depth)
+            if query == "rf":
+                return (query, network, _shape(get("input")), get("layer") or None,
+                        _int(get("samples"), "samples", 1, LIMITS["erf_samples"], default=8))
+            image = get("image")
+            return (query, network, _int(get("top"), "top", 1, LIMITS["top_k"], default=5),
+                    tuple(_names(get("layers") or [], "layers", "conv1,layer1")),
+                    None if image is None else hashlib.sha256(image).hexdigest())
+        except (CnnlabError, OSError, TypeError):
+            return None
+
+    def _network_key(self, model: Any, run: Any) -> tuple[Any, ...] | None:
+        """A zoo model by name, a run by its checkpoint file and that file's modification time."""
+        from cnnlab.runs import RunDir
+
+        if bool(model) == bool(run) or not isinstance(model or run, str):
+            return None
+        if model:
+            return ("model", model)
+        path = RunDir(self.run_dir(run)).checkpoint()
+        return None if path is None else ("run", str(path), path.stat().st_mtime_ns)
 
     def compare(self, models: Any = None, input: Any = None, batch: Any = None) -> dict[str, Any]:
         """Several networks side by side, each at ``input`` (default: its own input)."""
@@ -416,7 +689,10 @@ class Lab:
         sources = [self.source(n, command="cnnlab compare") for n in dict.fromkeys(names)]
         size = _shape(input)
         n = _int(batch, "batch", 1, 2**20, default=1)
-        reports = [self._entry(s, size, n, None, False)["report"] for s in sources]
+        reports = []
+        for source in sources:
+            self.in_time("the comparison")
+            reports.append(self._entry(source, size, n, None, False)["report"])
         return compare_document(reports, size, n)
 
     # -- layer calculator -----------------------------------------------------------------------------
@@ -508,10 +784,15 @@ class Lab:
         cached = self._models.get(key)
         if cached is not None:
             return cached
-        spec = str(source.checkpoint) if source.checkpoint is not None else source.spec
-        model_obj, meta = model_or_checkpoint(spec)
+        model_obj, meta = model_or_checkpoint(source)
         meta["label"] = source.label
-        return self._models.put(key, (model_obj, meta))
+        nbytes = sum(t.numel() * t.element_size() for t in model_obj.state_dict().values())
+        return self._models.put(key, (model_obj, meta), nbytes)
+
+    def _timed(self, kind: str, report: Report, samples: int) -> Any:
+        """A context that feeds the time the work inside it takes to the speed the estimates use."""
+        work = _PASSES[kind] * self._macs(report) * samples
+        return _Timed(lambda seconds: self._speed.observe(work, seconds))
 
     def rf(self, model: str | None = None, run: str | None = None, input: Any = None, layer: str | None = None,
            samples: Any = None) -> dict[str, Any]:
@@ -548,9 +829,14 @@ class Lab:
         else:  # the deepest layer whose field still fits in the input
             fitting = [r for r in choices if r.rf_size[0] <= size[1] and r.rf_size[1] <= size[2]]
             chosen = fitting[-1] if fitting else choices[0]
+        what = f"the effective field of {source.label} at {fmt_shape(size)} with {n} sample{'s' if n > 1 else ''}"
+        chunk, nbytes = self._fit(what, report, source, size, n, "rf")
         with self.lock:
+            self._make_room(nbytes)
             module, _meta = self._module(source)
-            erf, _name, spatial, centre = erf_details(module, size, n, 0, chosen.scope)
+            with self._timed("rf", report, n):
+                erf, _name, spatial, centre = erf_details(module, size, n, 0, chosen.scope, chunk=chunk,
+                                                          between=lambda: self.in_time(what), checked=self.bounded)
         photo = as_image(None).float().unsqueeze(0) / 255  # the backdrop: the sample photo at the input size
         if size[0] != 3:
             photo = photo.mean(1, keepdim=True)
@@ -578,30 +864,55 @@ class Lab:
 
     def inside(self, model: str | None = None, run: str | None = None, top: Any = None, layers: Any = None,
                image: bytes | None = None) -> dict[str, Any]:
-        """Top-k prediction, feature maps at shallow, middle and deep layers, and Grad-CAM of one image."""
+        """Top-k prediction, feature maps at shallow, middle and deep layers, and Grad-CAM of one image.
+
+        The default layers are the first, middle and last convolution that the eval-mode pass runs,
+        and Grad-CAM explains the class the prediction ranks first.
+        """
         import torch
 
-        from cnnlab.viz.common import conv_layers, prepare_input
+        from cnnlab.viz.common import layer_error, prepare_input
         from cnnlab.viz.dataurl import blend, colorize, png_data_url
-        from cnnlab.viz.features import default_layers, feature_maps, parse_layers
+        from cnnlab.viz.features import feature_maps, parse_layers, pick_layers, ran_convolutions
         from cnnlab.viz.gradcam import grad_cam
 
         k = _int(top, "top", 1, LIMITS["top_k"], default=5)
+        asked = parse_layers(layers)
         source = self.source(model, run, command="inside a network", accept=("zoo", "checkpoint", "run"))
-        picture_in = None if image is None else decode_image(image)
+        pixels = 0 if image is None else _image_pixels(image)
+        size = source.default_input
+        if size is None or len(size) != 3:
+            raise CnnlabError(f"{source.label} does not take one CxHxW image: the inside view needs one")
+        c, h, w = size
+        if self.bounded:
+            size = (c, min(h, LIMITS["model_side"]), min(w, LIMITS["model_side"]))
+        report = self._entry(source, size, 1, None, False)["report"]
+        what = f"inside {source.label} at {fmt_shape(size)}"
+        _, nbytes = self._fit(what, report, source, size, 1, "inside", extra=_DECODE_BYTES_PER_PIXEL * pixels)
         with self.lock:
+            self._make_room(nbytes)
+            picture_in = None if image is None else decode_image(image)
             module, meta = self._module(source)
-            c, h, w = (int(v) for v in meta["input_size"])
-            if self.bounded and max(h, w) > LIMITS["model_side"]:
-                meta = {**meta, "input_size": [c, min(h, LIMITS["model_side"]), min(w, LIMITS["model_side"])]}
-            x, picture = prepare_input(picture_in, module, meta)
-            maps = feature_maps(module, x, parse_layers(layers) or default_layers(module))
-            with torch.no_grad():
-                output = module(x)
-            logits = output if isinstance(output, torch.Tensor) else output[0]
-            probs = logits.softmax(1)[0]
-            cam = grad_cam(module, x)
-        values, indices = probs.topk(min(k, probs.numel()))
+            meta = {**meta, "input_size": list(size)}
+            with self._timed("inside", report, 1):
+                x, picture = prepare_input(picture_in, module, meta)
+                ran = ran_convolutions(module, x)
+                chosen = asked or pick_layers(ran)
+                self.in_time(what)
+                maps = feature_maps(module, x, chosen)
+                missing = [name for name in chosen if name not in maps]
+                if missing:
+                    raise layer_error(missing[0], ran, "layer that runs in eval mode")
+                self.in_time(what)
+                with torch.no_grad():
+                    output = module(x)
+                logits = (output if isinstance(output, torch.Tensor) else output[0])[0].float()
+                # One ranking, by the logits (softmax can round near-equal ones to equal probabilities),
+                # and Grad-CAM explains its first class.
+                ranked = torch.sort(logits, descending=True, stable=True).indices[: min(k, logits.numel())]
+                probs = logits.softmax(0)
+                self.in_time(what)
+                cam = grad_cam(module, x, class_index=int(ranked[0]))
         class_name = _class_names(meta)
         features = []
         for name, tensor in maps.items():
@@ -614,12 +925,12 @@ class Lab:
             "model": meta["label"],
             "weights": "trained (checkpoint)" if source.checkpoint is not None
             else "random (seed 0): pick a run for a trained network",
-            "input_size": [int(v) for v in meta["input_size"]],
+            "input_size": list(size),
             "image": png_data_url(picture),
-            "predictions": [{"class": class_name(int(i)), "index": int(i), "probability": float(v)}
-                            for v, i in zip(values, indices, strict=True)],
+            "predictions": [{"class": class_name(int(i)), "index": int(i), "probability": float(probs[i])}
+                            for i in ranked],
             "features": features,
-            "conv_layers": [name for name, _ in conv_layers(module)],
+            "conv_layers": ran,
             "gradcam": {"class": class_name(cam.class_index), "index": cam.class_index, "score": cam.score,
                         "image": png_data_url(blend(picture, cam.heatmap))},
         }
@@ -727,7 +1038,11 @@ class Lab:
     # -- runs ----------------------------------------------------------------------------------------------
 
     def runs(self) -> dict[str, Any]:
-        """One summary per run folder in the runs folder, the most recently updated first."""
+        """One summary per run folder in the runs folder, the most recently updated first.
+
+        A run whose files cannot be read as a run (a config that is a link out of it, say) is left
+        out; damaged lines of metrics.jsonl are skipped and counted (``damaged_lines``).
+        """
         from cnnlab.experiments import EXPERIMENT_FILE
         from cnnlab.runs import RunDir
 
@@ -738,19 +1053,20 @@ class Lab:
         for name in names:
             try:
                 run = RunDir(self.run_dir(name))  # listed only if it can be opened: a link out is not
-            except CnnlabError:
+                config = run.read_config()
+                if config is not None:
+                    out.append({**_run_summary(run, config, run.scan_metrics()), "name": name,
+                                "experiment": name.split("/")[0] if "/" in name else None})
+            except (CnnlabError, OSError):
                 continue
-            config = run.read_config()
-            if config is not None:
-                out.append({**_run_summary(run, config), "name": name,
-                            "experiment": name.split("/")[0] if "/" in name else None})
         # Runs of their own first, newest first; then each experiment's runs together, in its order.
         out.sort(key=lambda r: (r["experiment"] is not None, r["experiment"] or "",
                                 -r["updated"] if r["experiment"] is None else 0, r["name"]))
-        return {"runs_dir": str(self.runs_dir), "runs": out}
+        return {"runs_dir": self.runs_dir.name, "runs": out}
 
     def run(self, name: str | None = None) -> dict[str, Any]:
-        """One run: its summary, config, epoch metrics (read live while it trains) and result."""
+        """One run: its summary, config, epoch metrics (read live while it trains) and result; ``notes``
+        says what of metrics.jsonl was skipped or read as null, and why."""
         from cnnlab.runs import RunDir
 
         if not name:
@@ -760,8 +1076,9 @@ class Lab:
         if config is None:
             raise CnnlabError(f"run {name!r} has no readable config.json: is it a cnnlab run folder?")
         result = run.read_result()
-        return {**_run_summary(run, config), "name": name, "config": config,
-                "metrics": run.read_metrics(strict=False),
+        metrics = run.scan_metrics()
+        return {**_run_summary(run, config, metrics), "name": name, "config": config,
+                "metrics": metrics.records, "notes": metrics.notes,
                 "result": {k: v for k, v in (result or {}).items() if k not in ("history", "config")} or None}
 
 
@@ -782,23 +1099,84 @@ def _class_names(meta: dict[str, Any]) -> Any:
     return name
 
 
-def _run_summary(run: Any, config: dict[str, Any]) -> dict[str, Any]:
-    metrics = run.read_metrics(strict=False)
+class _Timed:
+    """Times the block and hands the seconds to ``done`` when it ends without an error."""
+
+    def __init__(self, done: Any) -> None:
+        self.done = done
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is None:
+            self.done(time.perf_counter() - self.start)
+
+
+def _run_summary(run: Any, config: dict[str, Any], metrics: Any) -> dict[str, Any]:
     result = run.read_result()
-    best = max((m["val_top1"] for m in metrics if isinstance(m.get("val_top1"), (int, float))), default=None)
+    records = metrics.records
+    best = max((m["val_top1"] for m in records if isinstance(m.get("val_top1"), (int, float))), default=None)
     test = (result or {}).get("test")
     return {
         "name": run.path.name,
-        "model": config.get("model"),
-        "dataset": config.get("dataset"),
-        "epochs": config.get("epochs"),
-        "epochs_done": len(metrics),
+        "model": _text(config.get("model")),
+        "dataset": _text(config.get("dataset")),
+        "epochs": _count(config.get("epochs")),
+        "epochs_done": len(records),
+        "damaged_lines": metrics.damaged_lines,
         "status": run.status(),
         "best_val_top1": best,
-        "test_top1": test.get("top1") if isinstance(test, dict) else None,
+        "test_top1": _fraction(test.get("top1")) if isinstance(test, dict) else None,
         "has_checkpoint": run.checkpoint() is not None,
         "updated": run.updated(),
     }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)[:200]
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _fraction(value: Any) -> float | None:
+    """A number a run recorded (an accuracy), or None when the file holds something else there."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return value if ok else None
+
+
+def _image_pixels(data: bytes) -> int:
+    """The pixels an upload will decode to, read from its header alone (nothing is decoded); one line
+    when it is not an image of the listed formats, or too large."""
+    from PIL import Image, UnidentifiedImageError
+
+    _check_upload(data)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            _check_header(img)
+            return img.width * img.height
+    except CnnlabError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise CnnlabError("the upload is not an image: send PNG, JPEG, GIF, BMP or WebP") from None
+
+
+def _check_upload(data: bytes) -> None:
+    if not data:
+        raise CnnlabError("the upload is empty: choose an image file (PNG, JPEG, GIF, BMP or WebP)")
+    if len(data) > LIMITS["upload_bytes"]:
+        raise CnnlabError(f"the upload is {len(data) / 2**20:.1f} MB: the limit is "
+                          f"{LIMITS['upload_bytes'] // 2**20} MB, send a smaller image")
+
+
+def _check_header(img: Any) -> None:
+    if img.format not in IMAGE_FORMATS:
+        raise CnnlabError(f"the upload is a {img.format} file: send PNG, JPEG, GIF, BMP or WebP")
+    if img.width * img.height > LIMITS["upload_pixels"]:
+        raise CnnlabError(f"the image is {img.width}x{img.height} pixels: at most "
+                          f"{LIMITS['upload_pixels'] // 1_000_000} million pixels")
 
 
 def decode_image(data: bytes) -> Any:
@@ -807,18 +1185,10 @@ def decode_image(data: bytes) -> Any:
 
     from cnnlab.train.inference import image_tensor
 
-    if not data:
-        raise CnnlabError("the upload is empty: choose an image file (PNG, JPEG, GIF, BMP or WebP)")
-    if len(data) > LIMITS["upload_bytes"]:
-        raise CnnlabError(f"the upload is {len(data) / 2**20:.1f} MB: the limit is "
-                          f"{LIMITS['upload_bytes'] // 2**20} MB, send a smaller image")
+    _check_upload(data)
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.format not in IMAGE_FORMATS:
-                raise CnnlabError(f"the upload is a {img.format} file: send PNG, JPEG, GIF, BMP or WebP")
-            if img.width * img.height > LIMITS["upload_pixels"]:
-                raise CnnlabError(f"the image is {img.width}x{img.height} pixels: at most "
-                                  f"{LIMITS['upload_pixels'] // 1_000_000} million pixels")
+            _check_header(img)
             return image_tensor(img)
     except CnnlabError:
         raise

@@ -11,7 +11,8 @@ import os
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["MAX_CHANNELS", "MAX_CLASSES", "MAX_SIDE", "check_count", "check_memory", "human_bytes", "memory_bytes"]
+__all__ = ["MAX_CHANNELS", "MAX_CLASSES", "MAX_SIDE", "available_memory_bytes", "check_count", "check_memory",
+           "human_bytes", "memory_bytes", "parse_bytes"]
 
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; more is a mistake, not a dataset
 MAX_CHANNELS = 4096  # input channels (hyperspectral images have a few hundred)
@@ -27,6 +28,37 @@ def memory_bytes() -> int:
     except (AttributeError, ValueError, OSError):
         return _FALLBACK_MEMORY
     return total if total > 0 else _FALLBACK_MEMORY
+
+
+def available_memory_bytes() -> int:
+    """The memory this machine could give a process now without swapping (Linux's MemAvailable);
+    the physical memory where the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return memory_bytes()
+
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
+          "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}
+
+
+def parse_bytes(text: str, what: str = "size") -> int:
+    """'8G', '512M', '1.5GiB' or a plain number of bytes -> bytes (K, M, G, T are powers of 1024)."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _UNITS:
+        raise CnnlabError(f"{what} {text!r} is not a size: write it like 8G, 512M or 1.5G")
+    value = int(float(match.group(1)) * _UNITS[unit])
+    if value < 1:
+        raise CnnlabError(f"{what} must be more than 0 bytes, got {text!r}")
+    return value
 
 
 def human_bytes(n: float | None) -> str:

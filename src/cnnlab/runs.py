@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,11 @@ from cnnlab.atomic import (
 )
 from cnnlab.errors import CnnlabError
 
-__all__ = ["RUN_NAME", "RunDir", "check_name"]
+__all__ = ["RUN_NAME", "Metrics", "RunDir", "check_name"]
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # one plain folder name: never ".", "..", "-x"
 _LOCK_WAIT_S = 2.0  # a reader's brief shared lock (the explorer asking "is it running?") is waited out
+_READ_MAX_BYTES = 64 * 2**20  # a run's JSON files: metrics.jsonl holds ~200 bytes an epoch
 
 CONFIG, METRICS, BEST, LAST, PREVIOUS, RESULT, EVENTS, LOCK = (
     "config.json", "metrics.jsonl", "best.pt", "last.pt", "previous.pt", "result.json", "tensorboard", ".lock")
@@ -66,6 +68,16 @@ def _write_error(path: Path, exc: OSError) -> CnnlabError:
         return CnnlabError(f"cannot write {path}: no space left on the device; free some space or choose another "
                            "--out")
     return CnnlabError(f"cannot write {path} ({exc.strerror or exc}): choose another --out")
+
+
+@dataclass
+class Metrics:
+    """What a tolerant read of metrics.jsonl found: the good epoch records and what was skipped."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    damaged_lines: int = 0  # lines that are not an epoch record (skipped)
+    non_finite: int = 0  # numbers that were NaN or infinite (read as None)
+    notes: list[str] = field(default_factory=list)  # one line per kind of damage, the first place it is
 
 
 class RunDir:
@@ -299,48 +311,91 @@ class RunDir:
 
     # -- reading ----------------------------------------------------------------------------------
 
+    def file(self, name: str) -> Path:
+        """The run's file ``name``; one line if it is a link that leads out of the run folder.
+
+        Readers never follow a link out of the run: a run folder shown by the explorer could
+        otherwise serve any file of the machine as its config or checkpoint.
+        """
+        path = self.path / name
+        try:
+            home = self.path.resolve()
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a loop of links
+            raise CnnlabError(f"{self.path.name}/{name} is a link that cannot be followed: replace it with the "
+                              "file") from None
+        if real != home and home not in real.parents:
+            raise CnnlabError(f"{self.path.name}/{name} is a link to a file outside the run folder, which cnnlab "
+                              "does not follow: replace the link with the file itself")
+        return path
+
     def read_config(self) -> dict[str, Any] | None:
-        return _read_json(self.config_file)
+        return _read_json(self.file(CONFIG))
 
     def read_result(self) -> dict[str, Any] | None:
-        return _read_json(self.result_file)
+        return _read_json(self.file(RESULT))
 
     def read_metrics(self, strict: bool = True) -> list[dict[str, Any]]:
         """The epoch records, in order. A last line still being written is left for the next read.
 
         ``strict`` (the pictures): a damaged line is one error naming it. Otherwise (the explorer,
-        which must keep answering) damaged lines are skipped. Either way a number that is not
-        finite reads as None, so what comes out is always valid JSON.
+        which must keep answering) damaged lines are skipped: :meth:`scan_metrics` also counts them.
+        Either way a number that is not finite reads as None, so what comes out is always valid JSON.
         """
+        return self._scan_metrics(strict).records
+
+    def scan_metrics(self) -> Metrics:
+        """The tolerant read: the good records, and how many lines were damaged and numbers not finite."""
+        return self._scan_metrics(False)
+
+    def _scan_metrics(self, strict: bool) -> Metrics:
+        found = Metrics()
         try:
-            data = self.metrics_file.read_bytes()
+            data = _read_bounded(self.file(METRICS))
         except FileNotFoundError:
             if strict:
                 raise CnnlabError(f"{self.path} has no {METRICS}: is it a cnnlab run folder?") from None
-            return []
+            return found
+        except CnnlabError as exc:
+            if strict:
+                raise
+            found.notes.append(str(exc))
+            return found
         except OSError as exc:
             if strict:
                 raise CnnlabError(f"cannot read {self.metrics_file} ({exc.strerror or exc})") from None
-            return []
-        records: list[dict[str, Any]] = []
+            found.notes.append(f"{METRICS} cannot be read ({exc.strerror or exc})")
+            return found
         for number, raw in enumerate(data.splitlines(keepends=True), 1):
             if not raw.endswith(b"\n") or not raw.strip():
                 continue
-            problem, record = _parse_record(raw)
-            if problem is None and records and record["epoch"] <= records[-1]["epoch"]:
-                problem = f"epoch {record['epoch']} comes after epoch {records[-1]['epoch']}"
+            problem, record, non_finite = _parse_record(raw)
+            if problem is None and found.records and record["epoch"] <= found.records[-1]["epoch"]:
+                problem = f"epoch {record['epoch']} comes after epoch {found.records[-1]['epoch']}"
             if problem is not None:
                 if strict:
                     raise CnnlabError(f"{self.metrics_file} line {number} is damaged ({problem}): repair or "
                                       "remove that line")
+                if not found.damaged_lines:
+                    found.notes.append(f"{METRICS} line {number} is damaged ({problem}); damaged lines are "
+                                       "skipped")
+                found.damaged_lines += 1
                 continue
-            records.append(record)
-        return records
+            if non_finite and not found.non_finite:
+                found.notes.append(f"{METRICS} line {number} holds a number that is not finite (NaN or "
+                                   "infinity): such numbers read as null")
+            found.non_finite += non_finite
+            found.records.append(record)
+        return found
 
     def checkpoint(self) -> Path | None:
         """The checkpoint a run's users mean: best.pt (best on validation), else last.pt, else previous.pt;
-        None before the first one."""
-        return next((path for path in (self.best, self.last, self.previous) if path.is_file()), None)
+        None before the first one (a link out of the run folder is not one)."""
+        for name in (BEST, LAST, PREVIOUS):
+            with contextlib.suppress(CnnlabError):
+                if self.file(name).is_file():
+                    return self.path / name
+        return None
 
     def weights(self) -> Path:
         """:meth:`checkpoint`, or one line saying why there is none."""
@@ -349,6 +404,9 @@ class RunDir:
             return path
         if not self.path.is_dir():
             raise CnnlabError(f"{self.path} does not exist: give a run folder or a checkpoint file")
+        for name in (BEST, LAST, PREVIOUS):
+            if (self.path / name).is_symlink():
+                self.file(name)  # says which link leads out
         raise CnnlabError(f"{self.path} holds no checkpoint (best.pt or last.pt) yet: is it a cnnlab run folder, "
                           "and has its first epoch finished?")
 
@@ -371,7 +429,7 @@ class RunDir:
             if not path.exists():
                 continue
             try:
-                ckpt = load_checkpoint(path)
+                ckpt = load_checkpoint(self.file(path.name) if path.parent == self.path else path)
             except CnnlabError as exc:
                 damaged.append(str(exc))
                 continue
@@ -404,10 +462,19 @@ class RunDir:
         return str(result.get("status", "finished")) if result is not None else "stopped"
 
 
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a run's JSON file; one line (an OSError) when it is larger than a run writes."""
+    with path.open("rb") as fh:
+        data = fh.read(_READ_MAX_BYTES + 1)
+    if len(data) > _READ_MAX_BYTES:
+        raise OSError(errno.EFBIG, f"larger than the {_READ_MAX_BYTES // 2**20} MB a run writes")
+    return data
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8", errors="replace"))
-    except (OSError, ValueError):
+        data = json.loads(_read_bounded(path).decode("utf-8", errors="replace"))
+    except (OSError, ValueError, RecursionError):
         return None
     return _finite(data) if isinstance(data, dict) else None
 
@@ -423,19 +490,27 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _parse_record(raw: bytes) -> tuple[str | None, dict[str, Any]]:
+def _parse_record(raw: bytes) -> tuple[str | None, dict[str, Any], int]:
+    """(the problem or None, the record, how many of its numbers were not finite)."""
     try:
         record = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return "not JSON", {}
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "not JSON", {}, 0
     if not isinstance(record, dict):
-        return "not a JSON object", {}
+        return "not a JSON object", {}, 0
     missing = [k for k in _REQUIRED if k not in record]
     if missing:
-        return f"no {', '.join(missing)}", {}
+        return f"no {', '.join(missing)}", {}, 0
     if type(record["epoch"]) is not int or record["epoch"] < 1:
-        return f"epoch {record['epoch']!r} is not a whole number from 1", {}
+        return f"epoch {_short(record['epoch'])} is not a whole number from 1", {}, 0
     for key, value in record.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            return f"{key} {value!r} is not a number", {}
-    return None, _finite(record)
+            return f"{_short(key)} {_short(value)} is not a number", {}, 0
+    non_finite = sum(1 for v in record.values() if isinstance(v, float) and not math.isfinite(v))
+    return None, _finite(record), non_finite
+
+
+def _short(value: Any) -> str:
+    """A value as a message shows it: its repr, cut at 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -155,6 +155,8 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
     unsupported: list[str] = []
     misaligned: list[str] = []
     depends: dict[str, bool] = {}  # does the node's value depend on the model's input?
+    drawn: set[int] = set()  # the parameters shown on some record
+    attribute_params: dict[str, nn.Parameter] = {}  # get_attr nodes' parameters, until a record uses them
     for node in trace.nodes:
         depends[node.name] = node.kind == "input" or any(depends.get(i, False) for i in node.inputs)
         if depends[node.name] or node.kind in ("module", "output"):
@@ -180,6 +182,16 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
                 shared = True
             seen_modules.add(id(node.target))
             params, trainable = _module_params(node.target)
+            drawn.update(id(p) for p in node.target.parameters())
+        elif node.kind != "attribute":
+            # A parameter the forward uses directly (a get_attr node: LeNet-5's trainable pooling
+            # coefficients, say) is shown on the first node that uses it.
+            for used in [i for i in node.inputs if i in attribute_params]:
+                p = attribute_params.pop(used)
+                if id(p) not in drawn:
+                    drawn.add(id(p))
+                    params += p.numel()
+                    trainable += p.numel() if p.requires_grad else 0
         weighted = (info.macs or 0) > 0
         depth[node.name] = max((depth.get(i, 0) for i in node.inputs), default=0) + (1 if weighted else 0)
         if not info.supported:
@@ -192,6 +204,9 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
         f = state.field
         covers = f is not None and all(r >= n for r, n in zip(f.size, size[1:], strict=True))
         if node.kind in ("attribute",):
+            found = _parameter(model, node.target)
+            if found is not None:
+                attribute_params[node.name] = found
             continue
         records.append(LayerRecord(
             name=node.name, op=info.op, kind=node.kind, scope=node.scope, inputs=list(node.inputs),
@@ -203,11 +218,13 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
         ))
     total_params = trainable_params = param_bytes = trainable_bytes = 0
     for p in model.parameters():
-        total_params += p.numel()
         param_bytes += p.numel() * p.element_size()
         if p.requires_grad:
-            trainable_params += p.numel()
             trainable_bytes += p.numel() * p.element_size()
+        if id(p) in drawn or trace.method != "fx":  # an operator-level count has no graph to place them on
+            total_params += p.numel()
+            trainable_params += p.numel() if p.requires_grad else 0
+    outside = _outside_graph(model, drawn) if trace.method == "fx" else None
     activation_bytes = sum(r.activation_bytes for r in records)
     memory = MemoryEstimate(
         parameters=param_bytes, gradients=trainable_bytes,
@@ -237,8 +254,41 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
         macs=None if "macs" in unknown else sum(r.macs or 0 for r in records),
         flops=None if "flops" in unknown else sum(r.flops or 0 for r in records), activation_bytes=activation_bytes,
         weighted_depth=depth.get(out.name, 0) if out else 0, memory=memory, unsupported=unsupported,
-        misaligned=misaligned, receptive_field=rf, unknown=unknown, has_map=spatial,
+        misaligned=misaligned, receptive_field=rf, unknown=unknown, has_map=spatial, params_outside_graph=outside,
     )
+
+
+def _parameter(model: nn.Module, target: Any) -> nn.Parameter | None:
+    """The parameter a get_attr node fetches (None for a buffer or a constant)."""
+    try:
+        return model.get_parameter(str(target))
+    except AttributeError:
+        return None
+
+
+def _outside_graph(model: nn.Module, drawn: set[int]) -> dict[str, Any] | None:
+    """The parameters no node of the traced (eval) graph uses, by the outermost modules that hold only
+    those: GoogLeNet's auxiliary classifiers, which run in training only. None when there are none."""
+    outside = {id(p) for p in model.parameters()} - drawn
+    if not outside:
+        return None
+    params = trainable = 0
+    for p in model.parameters():
+        if id(p) in outside:
+            params += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+    modules: list[str] = []
+    for name, module in model.named_modules():
+        own = list(module.parameters())
+        if not name or not own or any(name.startswith(m + ".") for m in modules):
+            continue
+        if all(id(p) in outside for p in own):
+            modules.append(name)
+    loose = [n for n, p in model.named_parameters() if id(p) in outside
+             and not any(n.startswith(m + ".") for m in modules)]
+    return {"params": params, "trainable_params": trainable, "modules": modules + loose,
+            "note": "not used by the inference (eval-mode) graph, so not in the layers or in the totals; the "
+                    "model holds them (they train, and take memory): model_params counts them"}
 
 
 def _first_map_input(node: Node, fields: dict[str, FieldState], depends: dict[str, bool]) -> tuple[int, ...] | None:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["measure_training_peak", "peak_bytes"]
+__all__ = ["measure_training_peak", "pass_bytes", "peak_bytes"]
 
 _STATUS = Path("/proc/self/status")
 
@@ -107,14 +107,21 @@ def measure_training_peak(model: nn.Module, size: Sequence[int], batch: int,
     return peak, "cpu, resident-set growth of a fresh process during one step"
 
 
-def peak_bytes(report: Any, backward: bool = False) -> int:
-    """Estimated peak memory of a forward pass at the report's input and batch.
+def pass_bytes(report: Any, backward: bool = False) -> tuple[int, int]:
+    """Estimated memory of a forward pass at the report's input, as (what does not grow with the batch,
+    what each sample adds).
 
     Without gradients a pass holds the weights and about three activations at a time (a
     layer's input, its output and some workspace); with them (``backward``) it keeps every
     activation for the backward pass, which needs as much again for their gradients.
     """
-    params = report.memory.parameters
+    n = max(report.batch, 1)
     if backward:
-        return params + report.memory.gradients + 2 * report.activation_bytes
-    return params + 3 * max((r.activation_bytes for r in report.layers), default=0)
+        return report.memory.parameters + report.memory.gradients, -(-2 * report.activation_bytes // n)
+    return report.memory.parameters, -(-3 * max((r.activation_bytes for r in report.layers), default=0) // n)
+
+
+def peak_bytes(report: Any, backward: bool = False) -> int:
+    """Estimated peak memory of a forward pass at the report's input and batch (see :func:`pass_bytes`)."""
+    fixed, per_sample = pass_bytes(report, backward)
+    return fixed + report.batch * per_sample

@@ -30,7 +30,9 @@ CONVENTIONS = {
                        "tensor (squeeze-and-excitation), every unit sees the whole input; normalization "
                        "statistics (batch, layer, group norm) are not a path; the network's field is that of "
                        "its last feature map, and unknown when the output's field cannot be followed",
-    "inference_graph": "traced in eval mode: training-only branches (auxiliary classifiers) are not included",
+    "inference_graph": "traced in eval mode: training-only branches (auxiliary classifiers) are not included; "
+                       "totals.params is the sum of the layers shown, and the parameters of modules the graph "
+                       "never runs are totals.params_outside_graph (model_params counts both)",
     "operator_level": "an operation without a rule of its own (attention, einsum, matmul, recurrent layers, "
                       "library functions) is counted from the ATen operators it runs: MACs of matrix products "
                       "and convolutions by torch.utils.flop_counter's formulas / 2 (attention: the input and "
@@ -113,6 +115,9 @@ class Report:
     receptive_field: dict[str, list[int]] | None
     unknown: dict[str, str] = field(default_factory=dict)  # total -> why it is unknown, naming the nodes
     has_map: bool = True  # the first input is image-like (InputSpec.image_like): a receptive field can exist
+    # Parameters the traced (eval) graph never uses, e.g. auxiliary classifiers: params, trainable_params,
+    # modules, note. ``params`` counts what the layers show; ``model_params`` adds these.
+    params_outside_graph: dict[str, Any] | None = None
 
     @property
     def complete(self) -> bool:
@@ -122,6 +127,11 @@ class Report:
     @property
     def non_trainable_params(self) -> int:
         return self.params - self.trainable_params
+
+    @property
+    def model_params(self) -> int:
+        """Every parameter the model holds: the graph's and those outside it."""
+        return self.params + (self.params_outside_graph or {}).get("params", 0)
 
     def to_dict(self, explain: bool = False) -> dict[str, Any]:
         return {
@@ -138,6 +148,8 @@ class Report:
                 "params": self.params,
                 "trainable_params": self.trainable_params,
                 "non_trainable_params": self.non_trainable_params,
+                "params_outside_graph": self.params_outside_graph,
+                "model_params": self.model_params,
                 "macs": self.macs,
                 "flops": self.flops,
                 "activation_bytes": self.activation_bytes,

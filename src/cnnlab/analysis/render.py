@@ -58,6 +58,12 @@ def _summary_lines(report: Report) -> list[str]:
     m = report.memory
     lines = [
         f"params: {report.params:,} ({report.trainable_params:,} trainable, {report.non_trainable_params:,} not)",
+    ]
+    outside = report.params_outside_graph
+    if outside:
+        lines.append(f"params outside the inference graph: {outside['params']:,} in {', '.join(outside['modules'])} "
+                     f"(training only, not in the rows above); the model holds {report.model_params:,}")
+    lines += [
         f"MACs: {_total(report.macs)}   FLOPs: {_total(report.flops)}",
         f"activations: {human_bytes(report.activation_bytes)}   weighted depth: {report.weighted_depth}",
     ]
@@ -121,6 +127,7 @@ def compare_rows(reports: Sequence[Report]) -> list[dict[str, Any]]:
         rows.append({
             "model": r.model,
             "params": r.params,
+            "params_outside_graph": r.params_outside_graph["params"] if r.params_outside_graph else 0,
             "macs": r.macs,
             "flops": r.flops,
             "weighted_depth": r.weighted_depth,

@@ -103,7 +103,8 @@ def _compare(args: argparse.Namespace) -> None:
         print_json(doc)
         return
     headers = ["model", "params", "MACs", "weighted depth", "receptive field", "activations"]
-    cells = [[r["model"], fmt_int(r["params"]), fmt_macs(r["macs"]),
+    cells = [[r["model"], fmt_int(r["params"]) + (f" (+{r['params_outside_graph']:,} training-only)"
+                                                  if r["params_outside_graph"] else ""), fmt_macs(r["macs"]),
               str(r["weighted_depth"]), fmt_shape(r["receptive_field"] or []) or "unknown",
               human_bytes(r["activation_bytes"])] for r in doc["rows"]]
     if args.markdown:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli.args import add_json_flag
+from cnnlab.cli.args import add_json_flag, count, positive
 from cnnlab.cli.present import emit, plain
 
 # Both library imports sit in the handlers. cnnlab.viz loads torch and matplotlib, and
@@ -13,9 +13,11 @@ from cnnlab.cli.present import emit, plain
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from cnnlab.limits import parse_bytes
     from cnnlab.web import serve
 
-    serve(args.host, args.port, args.runs)
+    budget = None if args.memory_budget is None else parse_bytes(args.memory_budget, "--memory-budget")
+    serve(args.host, args.port, args.runs, memory_budget=budget, deadline_s=args.deadline, queue_size=args.queue)
 
 
 def _tour(args: argparse.Namespace) -> None:
@@ -37,6 +39,14 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", default="runs", metavar="DIR",
                    help="runs folder whose runs and checkpoints the page shows (default ./runs); nothing "
                         "outside it is opened")
+    p.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="most memory the model work may hold at once, e.g. 4G or 512M (default: half the memory "
+                        "available when the server starts); larger questions are refused, saying what fits")
+    p.add_argument("--deadline", type=positive, default=None, metavar="S",
+                   help="seconds one request's model work may take (default 30); longer work is refused or "
+                        "stopped")
+    p.add_argument("--queue", type=count(1, 10_000, "16"), default=16, metavar="N",
+                   help="model-work requests that may wait at once (default 16); more are told to retry")
     p.set_defaults(func=_serve)
 
 

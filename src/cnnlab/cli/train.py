@@ -120,6 +120,11 @@ def _print_runs(doc: dict[str, Any]) -> None:
     show_table(f"{len(rows)} run{'' if len(rows) == 1 else 's'} in {doc['runs_dir']} (`cnnlab runs NAME` shows one)",
                [("run", "left"), ("model", "left"), ("data", "left"), ("epochs", "right"), ("status", "left"),
                 ("best val", "right"), ("test", "right"), ("updated", "left")], rows)
+    for r in doc["runs"]:
+        if r["damaged_lines"]:
+            n = r["damaged_lines"]
+            plain(f"note: {r['name']}: {n} damaged line{'' if n == 1 else 's'} in metrics.jsonl skipped "
+                  f"(`cnnlab runs {r['name']}` says which)")
 
 
 def _print_run_details(doc: dict[str, Any]) -> None:
@@ -133,6 +138,8 @@ def _print_run_details(doc: dict[str, Any]) -> None:
                f"{doc['epochs_done']}/{doc['epochs'] or '?'} epochs",
                [("epoch", "right"), ("train loss", "right"), ("train acc", "right"), ("val loss", "right"),
                 ("val acc", "right"), ("lr", "right")], rows)
+    for note in doc["notes"]:
+        plain(f"note: {note}")
     if doc["best_val_top1"] is not None:
         out.print(f"best validation accuracy {doc['best_val_top1']:.2%}")
     if doc["test_top1"] is not None:

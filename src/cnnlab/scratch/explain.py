@@ -63,19 +63,28 @@ DEFAULT_KERNEL: Matrix = [
 
 # Large enough for every classroom example, small enough that the text stays readable.
 MAX_SIDE = 32
+MAX_VALUE = 1e15  # products of a 32x32 window stay below 1e33: finite, and exact for whole numbers this size
 
 
 def _number(token: str, what: str) -> Number:
     try:
-        return int(token)
+        return _in_range(int(token), what)
     except ValueError:
         pass
     try:
         value = float(token)
     except ValueError:
-        raise CnnlabError(f"{what}: {token!r} is not a number (write rows like '1,2,3;4,5,6')") from None
+        raise CnnlabError(f"{what}: {token[:40]!r} is not a number (write rows like '1,2,3;4,5,6')") from None
     if not math.isfinite(value):
-        raise CnnlabError(f"{what}: {token!r} is not a finite number")
+        raise CnnlabError(f"{what}: {token[:40]!r} is not a finite number")
+    return _in_range(value, what)
+
+
+def _in_range(value: Number, what: str) -> Number:
+    """A number small enough that every product and sum of a written-out example stays exact and finite."""
+    if abs(value) > MAX_VALUE:
+        raise CnnlabError(f"{what} holds {fmt(value)[:40]}: explain is for small examples, use numbers of at "
+                          f"most {MAX_VALUE:.0e} in size")
     return value
 
 
@@ -120,7 +129,7 @@ def _as_number(value: Any, what: str) -> Number:
         raise TypeError(what)
     if isinstance(value, float) and not math.isfinite(value):
         raise CnnlabError(f"{what} contains {value}, not a finite number")
-    return value
+    return _in_range(value, what)
 
 
 def fmt(value: Number) -> str:
@@ -302,6 +311,11 @@ def explain_convolution(
     weights = _check_matrix(DEFAULT_KERNEL if kernel is None else kernel, "kernel")
     if isinstance(bias, str):
         bias = _number(bias, "bias")
+    else:
+        try:
+            bias = _as_number(bias, "bias")
+        except TypeError:
+            raise CnnlabError(f"bias must be a number, got {bias!r}") from None
     stride, padding, dilation = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
         raise CnnlabError(f"need stride >= 1, dilation >= 1, padding >= 0; got {stride}, {dilation}, {padding}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -26,6 +26,9 @@ from torch import nn
 
 from cnnlab.atomic import atomic_write
 from cnnlab.errors import CnnlabError
+
+if TYPE_CHECKING:
+    from cnnlab.sources import Source
 
 __all__ = [
     "DPI",
@@ -129,21 +132,22 @@ def layer_error(name: str, valid: Sequence[str], what: str = "layer", limit: int
     return CnnlabError(f"the model has no {what} {name!r}: valid names are {shown}{more}")
 
 
-def model_or_checkpoint(spec: ModelLike, seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
+def model_or_checkpoint(spec: ModelLike | Source, seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
     """A model in eval mode and what is known about its input.
 
     ``spec`` is a registry name (built with random weights drawn from ``seed``), a cnnlab
     checkpoint file or run folder (weights and the training data's classes, mean, std and
-    input size), or an ``nn.Module`` (taken as it is). ``meta`` has the keys ``name``,
+    input size), a :class:`~cnnlab.sources.Source` already resolved (its checkpoint is not read
+    again), or an ``nn.Module`` (taken as it is). ``meta`` has the keys ``name``,
     ``classes``, ``mean``, ``std``, ``input_size`` and ``dataset`` (``None`` where unknown).
     """
-    from cnnlab.sources import resolve
+    from cnnlab.sources import Source, resolve
 
     meta: dict[str, Any] = {"name": None, "classes": None, "mean": None, "std": None, "input_size": None,
                             "dataset": None}
     if isinstance(spec, nn.Module):
         return spec.eval(), meta
-    source = resolve(str(spec))
+    source = spec if isinstance(spec, Source) else resolve(str(spec))
     with torch.random.fork_rng():  # random weights (a zoo or code model) drawn from ``seed``
         torch.manual_seed(seed)
         model = source.build()

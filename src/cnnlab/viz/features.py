@@ -27,16 +27,40 @@ from cnnlab.viz.common import (
     save_figure,
 )
 
-__all__ = ["default_layers", "draw_features", "feature_maps", "parse_layers"]
+__all__ = ["default_layers", "draw_features", "feature_maps", "parse_layers", "pick_layers", "ran_convolutions"]
 
 
-def default_layers(model: nn.Module) -> list[str]:
-    """A shallow, a middle and a deep layer: the first, middle and last convolution."""
-    names = [name for name, _ in conv_layers(model)]
+def default_layers(model: nn.Module, x: torch.Tensor | None = None) -> list[str]:
+    """A shallow, a middle and a deep layer: the first, middle and last convolution.
+
+    With an input ``x``, of the convolutions a forward pass of it runs in eval mode, in the order
+    they run: a branch only training runs (GoogLeNet's auxiliary classifiers) is never picked.
+    """
+    return pick_layers(ran_convolutions(model, x) if x is not None else [name for name, _ in conv_layers(model)])
+
+
+def pick_layers(names: Sequence[str]) -> list[str]:
+    """The first, middle and last of ``names`` (fewer when there are fewer)."""
     if not names:
         raise layer_error("(default)", [], "convolution")
-    picks = [names[0], names[len(names) // 2], names[-1]]
-    return list(dict.fromkeys(picks))  # fewer than three when the model has fewer convolutions
+    return list(dict.fromkeys([names[0], names[len(names) // 2], names[-1]]))
+
+
+@torch.no_grad()
+def ran_convolutions(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """The 2-D convolutions an eval-mode forward pass of ``x`` runs, in the order they first run."""
+    order: list[str] = []
+    handles = [m.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name))
+               for name, m in conv_layers(model)]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return list(dict.fromkeys(order))
 
 
 def parse_layers(text: str | Sequence[str] | None) -> list[str] | None:
@@ -102,8 +126,8 @@ def draw_features(model: ModelLike, image: ImageLike = None, out: str | Path = "
     """
     net, found = model_or_checkpoint(model)
     meta = {**found, **(meta or {})}
-    names = parse_layers(layers) or default_layers(net)
     x, picture = prepare_input(image, net, meta)
+    names = parse_layers(layers) or default_layers(net, x)
     was_training = net.training
     net.eval()
     try:

@@ -14,7 +14,7 @@ Receptive Field in Deep Convolutional Neural Networks", NeurIPS 2016).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -131,36 +131,52 @@ def _target_output(model: nn.Module, x: torch.Tensor, layer: str | None) -> tupl
     return name, out
 
 
-def erf_details(model: nn.Module, size: tuple[int, ...], samples: int, seed: int,
-                layer: str | None) -> tuple[np.ndarray, str, tuple[int, ...], tuple[int, ...]]:
+def erf_details(model: nn.Module, size: tuple[int, ...], samples: int, seed: int, layer: str | None,
+                chunk: int | None = None, between: Callable[[], None] | None = None,
+                checked: bool = False) -> tuple[np.ndarray, str, tuple[int, ...], tuple[int, ...]]:
     """The ERF map, the measured module's name, its output spatial size and the central unit's index.
 
-    ``size`` is (C, H, W); see :func:`effective_receptive_field` for what is measured.
+    ``size`` is (C, H, W); see :func:`effective_receptive_field` for what is measured. The samples
+    run ``chunk`` at a time (default: all at once), so memory holds one chunk's activations, and
+    ``between`` is called before each chunk (a deadline check may raise there). ``checked``: the
+    caller has already made sure a chunk fits in memory.
     """
     if samples < 1:
         raise CnnlabError(f"samples must be at least 1, got {samples}")
-    from cnnlab.analysis import require_memory
+    chunk = samples if chunk is None else max(1, min(int(chunk), samples))
+    if not checked:
+        from cnnlab.analysis import require_memory
 
-    require_memory(model, size, f"measuring the effective receptive field at {fmt_shape(size)} "
-                   f"({samples} samples)", "use a smaller --input", batch=samples, backward=True)
+        require_memory(model, size, f"measuring the effective receptive field at {fmt_shape(size)} "
+                       f"({chunk} samples at a time)", "use a smaller --input", batch=chunk, backward=True)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn((samples, *size), generator=gen).to(device=device, dtype=dtype).requires_grad_(True)
+    total: torch.Tensor | None = None
     was_training = model.training
     model.eval()  # batch norm uses its running statistics, dropout is off
     try:
-        with torch.enable_grad():
-            name, out = _target_output(model, x, layer)
-            spatial = tuple(out.shape[2:])
-            centre = tuple(s // 2 for s in spatial)
-            unit = out[(slice(None), slice(None), *centre)]  # N x C: the central unit of each channel
-            (grad,) = torch.autograd.grad(unit.sum(), x)
+        for start in range(0, samples, chunk):
+            if between is not None:
+                between()
+            # One draw per sample, so the samples are the same whatever the chunk.
+            x = torch.stack([torch.randn(size, generator=gen) for _ in range(min(chunk, samples - start))])
+            x = x.to(device=device, dtype=dtype).requires_grad_(True)
+            with torch.enable_grad():
+                name, out = _target_output(model, x, layer)
+                spatial = tuple(out.shape[2:])
+                centre = tuple(s // 2 for s in spatial)
+                unit = out[(slice(None), slice(None), *centre)]  # N x C: the central unit of each channel
+                (grad,) = torch.autograd.grad(unit.sum(), x)
+            del out, unit
+            # Samples are independent in eval mode, so each one's gradient is its own; sum over channels too.
+            part = grad.detach().abs().sum(dim=1).float().sum(dim=0)
+            total = part if total is None else total + part
     finally:
         model.train(was_training)
-    # Samples are independent in eval mode, so each one's gradient is its own; sum over channels too.
-    erf = grad.detach().abs().sum(dim=1).mean(dim=0).float().cpu().numpy()
+    assert total is not None
+    erf = (total / samples).cpu().numpy()
     peak = erf.max()
     return (erf / peak if peak > 0 else erf), name, spatial, centre
 

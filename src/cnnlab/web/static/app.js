@@ -78,6 +78,7 @@ const arch = { report: null, selected: null, graph: null, params: null };
 function paramsOutsideGraph(report) {
   const given = report.params_outside_graph ?? (report.totals || {}).params_outside_graph;
   if (typeof given === "number") return given;
+  if (given && typeof given === "object") return given.params;  // {params, modules}: the analyzer's own count
   if (report.totals.params === null || report.totals.params === undefined) return null;
   return Math.max(0, report.totals.params - paramsOf(report.layers));
 }
