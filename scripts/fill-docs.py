@@ -174,11 +174,44 @@ def _serve_start(kind: str, key: str) -> float:
     return results("serve_start")[key][kind]["median"]
 
 
+def _serve_load_table() -> str:
+    r = results("serve_load")
+    rows = [[label, r[key]["requests"], r[key]["correct"], f"{r[key]['requests_per_s']:,.1f}",
+             f"{r[key]['latency_ms_p50']:,.0f} ms"]
+            for key, label in (("cached", "same input each time (cached)"),
+                               ("distinct", "a new input size each time (a fresh trace each)"))]
+    rows.append(["`cnnlab.analyze` called in-process, one after another", r["distinct"]["requests"], "",
+                 f"{r['in_process_analyses_per_s']:,.1f}", ""])
+    return _table([f"`GET /api/analyze?model={r['model']}`", "requests", "correct", "requests/s", "p50 latency"],
+                  rows, "-rrrr")
+
+
+_PHASES = {
+    "identical": "50 identical new questions at once",
+    "cold": "distinct new questions, all at once",
+    "warm": "kept answers",
+    "hostile": "kept answers with refusals (400, 403, 413) mixed in",
+}
+
+
+def _serve_mixed_table() -> str:
+    r = results("serve_mixed")
+    phases = {**_PHASES, "cold": f"{r['distinct_questions']} distinct new questions, all at once"}
+    rows = [[phases[name], f"{p['requests']:,}", f"{p['jobs']:,}", f"{p['p50_ms']:,.0f} ms", f"{p['p95_ms']:,.0f} ms",
+             p["errors"]] for name, p in r["phases"].items()]
+    table = _table(["phase (50 clients)", "requests", "computations", "p50", "p95", "errors"], rows, "-rrrrr")
+    memory = r["server_rss_bytes"]["peak"] / 2**20
+    return (f"{table}\n\nThe slowest of {r['health']['probes']} `/api/health` answers meanwhile took "
+            f"{r['health']['max_ms']:,.0f} ms; the server's resident memory peaked at {memory:,.0f} MiB "
+            f"({r['server']}).")
+
+
 def _busy(run: int, key: str) -> Any:
     return results("busy_threads")["runs"][run][key]
 
 
 VALUES: dict[str, Callable[[], str]] = {
+    "serve-mixed.warm-p95": lambda: f"{results('serve_mixed')['phases']['warm']['p95_ms']:,.0f}",
     "busy.processes": lambda: f"{results('busy_threads')['busy_processes']}",
     "busy.default-threads": lambda: f"{_busy(0, 'threads')}",
     "busy.default-rate": lambda: f"{_busy(0, 'images_per_s'):,}",
@@ -232,6 +265,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "counters": _counters_table,
     "compare-classic": _compare_table,
     "scratch": _scratch_table,
+    "serve-load": _serve_load_table,
+    "serve-mixed": _serve_mixed_table,
 }
 
 
