@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -210,6 +211,82 @@ def _busy(run: int, key: str) -> Any:
     return results("busy_threads")["runs"][run][key]
 
 
+# --- data loading: bench/loader.py --------------------------------------------------------------
+
+def _sig(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant figures, thousands separated, no trailing zeros: 22,437 -> 22,400."""
+    text = f"{float(f'{x:.{digits}g}'):,.{max(0, digits - 1 - math.floor(math.log10(abs(x))))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _loader_row(data: str, kind: str) -> dict[str, Any]:
+    return next(r for r in results("loader")["rows"] if r["data"] == data and r["kind"] == kind)
+
+
+def _loader_label(data: str) -> str:
+    info = results("loader")["data"][data]
+    name = {"mnist": "MNIST", "cifar": "CIFAR-size"}[data]
+    random = ", random pixels" if info["source"].startswith("random") else ""
+    return f"{name} {'x'.join(map(str, info['shape']))}, {info['images']:,}{random}"
+
+
+def _loader_table() -> str:
+    rows, seen = [], set()
+    for r in results("loader")["rows"]:
+        first = r["data"] not in seen
+        seen.add(r["data"])
+        rates = [r[f"threads_{t}"]["batches_per_s"] for t in results("loader")["threads"]]
+        cells = [_sig(rate) if rate >= 1000 else f"{rate:.0f}" for rate in rates]
+        if r["kind"] == "tensorloader":
+            cells = [f"**{c}**" for c in cells]
+        loader = r["loader"].replace("TensorLoader", "**TensorLoader**")
+        rows.append([_loader_label(r["data"]) if first else "", loader, *cells])
+    return _table(["data", "loader", *(f"batches/s ({t} thread{'s' if t > 1 else ''})"
+                                       for t in results("loader")["threads"])], rows, "--rr")
+
+
+def _loader_us(data: str, threads: int) -> float:
+    return _loader_row(data, "tensorloader")[f"threads_{threads}"]["us_per_batch"]
+
+
+def _loader_speedup(data: str, threads: int) -> str:
+    ratio = results("loader")["tensorloader_over_best_torchvision"][data][f"threads_{threads}"]
+    return f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.1f}"
+
+
+def _two_threads_slower() -> str:
+    """The words the prose is built on; a run where 2 threads were not slower needs new prose."""
+    for data in ("mnist", "cifar"):
+        row = _loader_row(data, "tensorloader")
+        if row["threads_2"]["batches_per_s"] >= row["threads_1"]["batches_per_s"]:
+            raise SystemExit("fill-docs: in bench/results/loader.json 2 threads were not slower than 1: "
+                             "rewrite the paragraph of docs/data.md that says so")
+    return "slower, not faster"
+
+
+def _crop_flip(threads: int, key: str) -> float:
+    """Milliseconds of one crop/flip timing of bench/loader.py."""
+    return results("loader")["crop_flip"][f"threads_{threads}"][key] / 1000
+
+
+def _crop_flip_range(threads: int) -> str:
+    times = results("loader")["crop_flip"][f"threads_{threads}"].values()
+    return f"{_sig(min(times) / 1000, 2)}-{_sig(max(times) / 1000, 2)}"
+
+
+def _loading(key: str) -> str:
+    seconds = results("loader")["loading"]["median_seconds"][key]
+    return "(not installed)" if seconds is None else f"{seconds:.2f}"
+
+
+def _cifar_source() -> str:
+    source = results("loader")["data"]["cifar"]["source"]
+    if source.startswith("random"):
+        return ("random uint8 pixels of CIFAR-10's shape, since CIFAR-10 is not installed here (the pixel "
+                "values do not change the work)")
+    return f"CIFAR-10's training images (`{source}`)"
+
+
 VALUES: dict[str, Callable[[], str]] = {
     "serve-mixed.warm-p95": lambda: f"{results('serve_mixed')['phases']['warm']['p95_ms']:,.0f}",
     "busy.processes": lambda: f"{results('busy_threads')['busy_processes']}",
@@ -257,6 +334,35 @@ VALUES: dict[str, Callable[[], str]] = {
     "serve-start.lazy-url": lambda: f"{_serve_start('lazy', 'url_s'):.2f}",
     "serve-start.lazy-models": lambda: f"{_serve_start('lazy', 'first_models_answer_s'):.2f}",
     "serve-start.eager-url": lambda: f"{_serve_start('eager', 'url_s'):.2f}",
+    "loader.cpu": lambda: results("loader")["machine"]["cpu"],
+    "loader.torch": lambda: results("loader")["machine"]["torch"].split("+")[0],
+    "loader.load-start": lambda: f"{results('loader')['load_average']['start'][0]:.1f}",
+    "loader.load-end": lambda: f"{results('loader')['load_average']['end'][0]:.1f}",
+    "loader.mnist-us-1": lambda: _sig(_loader_us("mnist", 1), 2),
+    "loader.mnist-speedup-1": lambda: _loader_speedup("mnist", 1),
+    "loader.cifar-ms-1": lambda: _sig(_loader_us("cifar", 1) / 1000, 2),
+    "loader.cifar-speedup-1": lambda: _loader_speedup("cifar", 1),
+    "loader.lenet-step-ms": lambda: f"{128 / _throughput('lenet5')['cnnlab_auto_images_per_s'] * 1000:.1f}",
+    "loader.two-threads": _two_threads_slower,
+    "loader.mnist-us-2": lambda: _sig(_loader_us("mnist", 2), 2),
+    "loader.mnist-speedup-2": lambda: _loader_speedup("mnist", 2),
+    "loader.cifar-ms-2": lambda: _sig(_loader_us("cifar", 2) / 1000, 2),
+    "loader.cifar-speedup-2": lambda: _loader_speedup("cifar", 2),
+    "loader.crop-batched-ms": lambda: f"{_crop_flip(1, 'crop_batched_us'):.2f}",
+    "loader.crop-loop-ms": lambda: f"{_crop_flip(1, 'crop_python_loop_us'):.2f}",
+    "loader.flip-gather-ms": lambda: f"{_crop_flip(1, 'flip_gather_us'):.2f}",
+    "loader.flip-where-ms": lambda: f"{_crop_flip(1, 'flip_torch_where_us'):.2f}",
+    "loader.flip-ratio": lambda: f"{_crop_flip(1, 'flip_torch_where_us') / _crop_flip(1, 'flip_gather_us'):.1f}",
+    "loader.crop-flip-2-range": lambda: _crop_flip_range(2),
+    "loader.processes": lambda: f"{results('loader')['loading']['processes']}",
+    "loader.import-data": lambda: _loading("import_cnnlab_data"),
+    "loader.import-torch": lambda: _loading("import_torch"),
+    "loader.mnist-decode": lambda: _loading("mnist_decode"),
+    "loader.mnist-cache": lambda: _loading("mnist_decoded_cache"),
+    "loader.mnist-again": lambda: _loading("mnist_again_in_process"),
+    "loader.fashion": lambda: _loading("fashion-mnist"),
+    "loader.mnist-5k": lambda: _loading("mnist-5k"),
+    "loader.cifar-source": _cifar_source,
 }
 
 BLOCKS: dict[str, Callable[[], str]] = {
@@ -267,6 +373,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "scratch": _scratch_table,
     "serve-load": _serve_load_table,
     "serve-mixed": _serve_mixed_table,
+    "loader": _loader_table,
 }
 
 
