@@ -249,18 +249,17 @@ def _adapt_chunk(x: torch.Tensor, adapt: Adapt) -> torch.Tensor:
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of uint8 images in [0, 1] units.
 
-    Sums and sums of squares are accumulated exactly in int64 (chunk by chunk), then turned
-    into float64 statistics: no rounding until the final division.
+    Sums and sums of squares come exactly, in int64, from each channel's histogram of its 256
+    possible values (one counting pass, no arithmetic per pixel), then become float64
+    statistics: no rounding until the final division.
     """
     n, c = images.shape[:2]
     if n == 0:
         return (0.0,) * c, (1.0,) * c
-    total = torch.zeros(c, dtype=torch.int64)
-    total_sq = torch.zeros(c, dtype=torch.int64)
-    for i in range(0, n, _CHUNK):
-        x = images[i : i + _CHUNK]
-        total += x.sum(dim=(0, 2, 3), dtype=torch.int64)
-        total_sq += x.to(torch.int32).square_().sum(dim=(0, 2, 3), dtype=torch.int64)
+    values = torch.arange(256, dtype=torch.int64)
+    counts = torch.stack([torch.bincount(images[:, ch].reshape(-1), minlength=256) for ch in range(c)])
+    total = (counts * values).sum(dim=1)
+    total_sq = (counts * values * values).sum(dim=1)
     count = n * images.shape[2] * images.shape[3]
     mean = total.double() / count
     var = (total_sq.double() / count - mean * mean).clamp_min(0)
