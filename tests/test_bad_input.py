@@ -358,6 +358,19 @@ def _viz() -> Iterator[pytest.param]:  # type: ignore[type-arg]
     yield from _kinds("viz-conv-steps", steps, "--stride", INT_KINDS, ("negative", "zero", "text"))
     yield from _kinds("viz-conv-steps", steps, "--padding", INT_KINDS, ("negative", "text"),
                       {"beyond-a-written-example": "100000"})
+    yield from _kinds("viz-conv-steps", steps, "--steps", INT_KINDS, ("negative", "zero", "text"))
+
+    pool = ("viz", "pool", *out)
+    for kind, grid in GRIDS.items():
+        yield _case(f"viz-pool--values={kind}", *pool, "--values", grid)
+    yield _case("viz-pool--no-values", *pool)
+    yield _case("viz-pool--window-too-large", *pool, "--values", "1,2;3,4", "--kernel", "3")
+    yield _case("viz-pool--padding-over-half", *pool, "--values", "1,2,3;4,5,6;7,8,9", "--kernel", "2", "--padding", "2")
+    erf = ("viz", "erf-stacks", *out)
+    yield _case("viz-erf-stacks--stack=text", *erf, "3,x")
+    yield _case("viz-erf-stacks--stack=huge-kernel", *erf, "99")
+    yield _case("viz-erf-stacks--size-too-small", *erf, "5,5", "--size", "5")
+    yield from _kinds("viz-erf-stacks", erf, "--size", INT_KINDS, ("negative", "zero", "text"))
 
     for command in ("filters", "features", "gradcam"):
         yield _case(f"viz-{command}-unknown-model", "viz", command, "lenet9", *out)

@@ -131,14 +131,15 @@ def test_branches_of_an_inception_network_are_drawn_side_by_side(page) -> None:
     page.fill("#arch-input", "3x224x224")
     page.click("#arch-go")
     page.wait_for_selector("#arch-graph[data-ready='googlenet@3x224x224']")
-    # The auxiliary classifiers hold parameters that eval mode never runs: a labelled note, and
-    # the drawn boxes plus that note make the total.
+    # The auxiliary classifiers hold parameters that eval mode never runs: the drawn boxes make the
+    # total, and a labelled note below it holds the rest of what the model holds.
     aux = torchvision.models.googlenet(aux_logits=True, init_weights=False)
     outside = sum(p.numel() for m in (aux.aux1, aux.aux2) for p in m.parameters())
     assert number(page.inner_text("#arch-outside-note b")) == outside == 6_379_984
     assert number(page.inner_text("#arch-outside-params")) == outside
     drawn = sum(number(v) for v in page.locator("#arch-graph .node").evaluate_all("gs => gs.map(g => g.dataset.params)"))
-    assert drawn + outside == number(page.inner_text("#arch-total-params")) == 13_004_888
+    assert drawn == number(page.inner_text("#arch-total-params")) == 6_624_904
+    assert drawn + outside == sum(p.numel() for p in aux.parameters()) == 13_004_888
     # 200-odd nodes start folded; unfolded, the four branches of an Inception block start at the
     # same depth, so they share a row side by side.
     assert int(page.get_attribute("#arch-graph", "data-nodes")) <= 80

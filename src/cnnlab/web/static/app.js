@@ -4,7 +4,7 @@
 import { language, onLanguageChange, setLanguage, startLanguage, t } from "./i18n.js";
 import { lineChart } from "./charts.js";
 import { FiltersView } from "./filters.js";
-import { GraphView, paramsOf } from "./graph.js";
+import { GraphView } from "./graph.js";
 import {
   $, api, busy, clearMessage, el, fmtBig, fmtBytes, fmtInt, fmtPct, known, query, shape, showError, svgEl,
 } from "./util.js";
@@ -72,15 +72,11 @@ async function refreshRunChoices() {
 
 const arch = { report: null, selected: null, graph: null, params: null };
 
-// Parameters the report counts but no drawn node holds (the auxiliary classifiers of GoogLeNet
-// and Inception, which eval mode never runs): the server's figure where it gives one, else the
-// difference between the total and the nodes. Unknown (null) when the total is.
+// Parameters the model holds but no drawn node uses (the auxiliary classifiers of GoogLeNet and
+// Inception, which eval mode never runs): not in the total, named by the analyzer; null when none.
 function paramsOutsideGraph(report) {
-  const given = report.params_outside_graph ?? (report.totals || {}).params_outside_graph;
-  if (typeof given === "number") return given;
-  if (given && typeof given === "object") return given.params;  // {params, modules}: the analyzer's own count
-  if (report.totals.params === null || report.totals.params === undefined) return null;
-  return Math.max(0, report.totals.params - paramsOf(report.layers));
+  const given = (report.totals || {}).params_outside_graph;  // {params, modules}: the analyzer's own count
+  return given ? given.params : null;
 }
 
 // Bring ``target`` into view inside its scrolling ``box`` only: the page itself does not move.
@@ -104,18 +100,17 @@ function drawTable(report) {
     return tr;
   }));
   const tot = report.totals;
-  const rows = [];
+  const rows = [el("tr", {},
+    el("td", {}), el("td", { text: t("total") }), el("td", {}), el("td", {}),
+    el("td", { class: "num", id: "arch-total-params", "data-value": String(tot.params), text: fmtInt(tot.params) }),
+    el("td", { class: "num", id: "arch-total-macs", "data-value": String(tot.macs), text: fmtInt(tot.macs) }),
+    el("td", { class: "num", text: tot.receptive_field ? tot.receptive_field.size.join("×") : "–" }))];
   const outside = paramsOutsideGraph(report);
-  if (outside) {
+  if (outside) {  // held by the model, never run by the drawn graph: below the total, not in it
     rows.push(el("tr", { class: "outside" }, el("td", {}), el("td", { colspan: 3, text: t("arch.outside_row") }),
       el("td", { class: "num", id: "arch-outside-params", "data-value": String(outside), text: fmtInt(outside) }),
       el("td", {}), el("td", {})));
   }
-  rows.push(el("tr", {},
-    el("td", {}), el("td", { text: t("total") }), el("td", {}), el("td", {}),
-    el("td", { class: "num", id: "arch-total-params", "data-value": String(tot.params), text: fmtInt(tot.params) }),
-    el("td", { class: "num", id: "arch-total-macs", "data-value": String(tot.macs), text: fmtInt(tot.macs) }),
-    el("td", { class: "num", text: tot.receptive_field ? tot.receptive_field.size.join("×") : "–" })));
   $("#arch-table tfoot").replaceChildren(...rows);
 }
 
