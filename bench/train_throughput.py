@@ -73,7 +73,7 @@ def ours(model_name: str, dataset: str, steps: int, batch: int, augment: bool, t
     cfg = override(get_recipe("lenet5-mnist"), dict(
         model=model_name, dataset=dataset, iterations=steps, batch_size=batch, lr=0.05, out=tmp, device="cpu",
         crop_padding=4 if augment else 0, flip=augment, log_every=10_000, name=f"{model_name}-bench",
-        precision=precision, **extra))
+        precision=precision, threads=torch.get_num_threads(), **extra))  # the plain loop's threads: a like comparison
     result = fit(cfg, quiet=True, overwrite=True)
     return result.train_images_per_s, f"{result.config['precision']}{' + channels_last' if result.config['channels_last'] else ''}"
 

@@ -254,14 +254,14 @@ def _loader_speedup(data: str, threads: int) -> str:
     return f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.1f}"
 
 
-def _two_threads_slower() -> str:
-    """The words the prose is built on; a run where 2 threads were not slower needs new prose."""
-    for data in ("mnist", "cifar"):
+def _two_threads() -> str:
+    """Whether two threads were slower or faster than one, per dataset, in words."""
+    words = []
+    for data, name in (("mnist", "MNIST"), ("cifar", "CIFAR-size data")):
         row = _loader_row(data, "tensorloader")
-        if row["threads_2"]["batches_per_s"] >= row["threads_1"]["batches_per_s"]:
-            raise SystemExit("fill-docs: in bench/results/loader.json 2 threads were not slower than 1: "
-                             "rewrite the paragraph of docs/data.md that says so")
-    return "slower, not faster"
+        faster = row["threads_2"]["batches_per_s"] > row["threads_1"]["batches_per_s"]
+        words.append(f"{'faster' if faster else 'slower'} on {name}")
+    return " and ".join(words)
 
 
 def _crop_flip(threads: int, key: str) -> float:
@@ -343,7 +343,7 @@ VALUES: dict[str, Callable[[], str]] = {
     "loader.cifar-ms-1": lambda: _sig(_loader_us("cifar", 1) / 1000, 2),
     "loader.cifar-speedup-1": lambda: _loader_speedup("cifar", 1),
     "loader.lenet-step-ms": lambda: f"{128 / _throughput('lenet5')['cnnlab_auto_images_per_s'] * 1000:.1f}",
-    "loader.two-threads": _two_threads_slower,
+    "loader.two-threads": _two_threads,
     "loader.mnist-us-2": lambda: _sig(_loader_us("mnist", 2), 2),
     "loader.mnist-speedup-2": lambda: _loader_speedup("mnist", 2),
     "loader.cifar-ms-2": lambda: _sig(_loader_us("cifar", 2) / 1000, 2),
