@@ -70,6 +70,17 @@ def _train_table() -> str:
                    "plain, 2 workers", "speed-up"], rows)
 
 
+def _best_plain(model: str) -> float:
+    r = _throughput(model)
+    return max(r["plain_workers0_images_per_s"], r["plain_workers2_images_per_s"])
+
+
+def _gain(model: str) -> float:
+    """cnnlab's auto precision over its fp32, same loop."""
+    r = _throughput(model)
+    return r["cnnlab_auto_images_per_s"] / r["cnnlab_fp32_images_per_s"]
+
+
 def _main_job(key: str) -> Any:
     return results("train_throughput")["main_job"][key]
 
@@ -301,6 +312,9 @@ VALUES: dict[str, Callable[[], str]] = {
     "main-job.wall-rounded": lambda: f"{round(_main_job('wall_seconds'))}",
     "main-job.epochs": lambda: f"{_main_job('epochs')}",
     "main-job.rate": lambda: f"{_main_job('train_images_per_s'):,.0f}",
+    "train.lenet-fp32-over-plain": lambda: f"{_throughput('lenet5')['cnnlab_fp32_images_per_s'] / _best_plain('lenet5'):.1f}",
+    "train.lenet-bf16-gain": lambda: f"{_gain('lenet5') * 100 - 100:.0f}",
+    "train.resnet-bf16-over-fp32": lambda: f"{_gain('resnet20'):.1f}",
     "train.cpu": lambda: results("train_throughput")["machine"]["cpu_bf16"].removeprefix("this CPU has "),
     "analyze.r50-small-ratio": lambda: f"{_ratio('resnet50', '1x3x224x224'):.1f}",
     "analyze.d121-small-ratio": lambda: f"{_ratio('densenet121', '1x3x224x224'):.1f}",
