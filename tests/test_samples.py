@@ -58,6 +58,9 @@ def test_predict_and_features_need_no_image_for_an_mnist_run(trained_run: Path, 
     code, out, err = cli("predict", str(trained_run), "--json")
     assert code == 0, err
     assert json.loads(out)["predictions"][0]["top"] == result["top"]
+    code, out, err = cli("predict", str(trained_run), "--top", "1")
+    top = result["top"][0]
+    assert code == 0 and out == f"bundled test image mnist-7.png: {top['class']} {top['probability']:.1%}\n", err
     code, out, err = cli("viz", "features", str(trained_run), "--out", str(tmp_path / "f.png"), "--json")
     assert code == 0, err
     assert (tmp_path / "f.png").is_file()

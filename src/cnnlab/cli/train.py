@@ -200,9 +200,13 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _print_predictions(doc: dict[str, Any]) -> None:
+    from cnnlab.data.bundled import SAMPLES
+
     for r in doc["predictions"]:
         best = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
-        out.print(f"{r['image']}: {best}", markup=False)
+        image = Path(r["image"])
+        shown = f"bundled test image {image.name}" if image.parent == SAMPLES else r["image"]
+        out.print(f"{shown}: {best}", markup=False)
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
