@@ -46,11 +46,10 @@ def results(name: str) -> dict[str, Any]:
 
 
 def _table(header: list[str], rows: list[list[Any]], align: str = "") -> str:
-    align = align or "-" * len(header)
-    rule = ["---:" if a == "r" else "---" for a in align.ljust(len(header), "-")]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """The analyzer's Markdown table; ``align`` has an ``r`` for each right-aligned column."""
+    from cnnlab.analysis.render import markdown_table
+
+    return markdown_table(header, rows, [a == "r" for a in align])
 
 
 # --- training speed: bench/train_throughput.py ---------------------------------------------------

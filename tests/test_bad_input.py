@@ -24,6 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clilib import leaf_parsers
 from cnnlab.cli import main
 
 HUGE = "1" + "0" * 23
@@ -534,25 +535,9 @@ def test_the_same_commands_without_the_mistake_succeed(argv: list[str], files: P
     json.loads(out)
 
 
-def _leaf_commands() -> list[tuple[str, ...]]:
-    import argparse
-
-    from cnnlab.cli import build_parser
-
-    def walk(parser: argparse.ArgumentParser, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs:
-            yield prefix
-        for action in subs:
-            for name, sub in action.choices.items():
-                yield from walk(sub, (*prefix, name))
-
-    return list(walk(build_parser(), ()))
-
-
 def test_the_sweep_covers_every_command() -> None:
     assert len(CASES) >= 300
-    counts = {leaf: sum(1 for p in CASES if tuple(p.values[0][: len(leaf)]) == leaf) for leaf in _leaf_commands()}
+    counts = {leaf: sum(1 for p in CASES if tuple(p.values[0][: len(leaf)]) == leaf) for leaf, _ in leaf_parsers()}
     assert all(n >= 3 for n in counts.values()), counts
 
 

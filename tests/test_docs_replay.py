@@ -11,7 +11,6 @@ each script must be there.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from clilib import leaf_parsers
 from cnnlab.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,18 +248,9 @@ def test_a_number_typed_over_its_source_is_found() -> None:
     assert "| resnet50 | 4.089 | 4.089 |" in new
 
 
-def _leaf_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield path, parser
-    for action in subs:
-        for name, child in action.choices.items():
-            yield from _leaf_parsers(child, (*path, name))
-
-
 def test_every_command_but_serve_takes_json() -> None:
     """What the README promises: `--json` everywhere except the server, which prints no result."""
-    without = [" ".join(path) for path, parser in _leaf_parsers(build_parser(None))
+    without = [" ".join(path) for path, parser in leaf_parsers()
                if not any("--json" in a.option_strings for a in parser._actions)]
     assert without == ["serve"]
 

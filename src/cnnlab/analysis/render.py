@@ -104,11 +104,13 @@ def print_report(report: Report, layers: Sequence[LayerRecord], explain: bool = 
         out.print(line, markup=False)
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def esc(cell: str) -> str:
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool] = ()) -> str:
+    """A Markdown table; columns flagged in ``right`` are right-aligned."""
+    def esc(cell: Any) -> str:
         return str(cell).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    rules = ["---:" if i < len(right) and right[i] else "---" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(rules) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 

@@ -194,17 +194,21 @@ def draw_kernel(image: ImageLike, kernel: Any = "box3", out: str | Path = "kerne
 
 
 def _draw_grid(ax: Any, values: list[list[Any]], x0: float, y0: float, cell: float, fontsize: float,
-               shade: set[tuple[int, int]] = frozenset(), color: str = "#ffd54f", border: int = 0) -> None:
-    """A grid of numbers with its top-left corner at (x0, y0); ``None`` cells are drawn empty."""
+               shade: set[tuple[int, int]] = frozenset(), color: str = "#ffd54f", border: int = 0,
+               fill: dict[tuple[int, int], str] | None = None, text: Any = fmt) -> None:
+    """A grid of numbers with its top-left corner at (x0, y0); ``None`` cells are drawn empty.
+
+    Cells in ``shade`` take ``color``; ``fill`` gives cells colours of their own; ``text`` writes a value.
+    """
     rows, cols = len(values), len(values[0])
     for i in range(rows):
         for j in range(cols):
             is_pad = border and (i < border or j < border or i >= rows - border or j >= cols - border)
-            face = color if (i, j) in shade else ("#eeeeee" if is_pad else "white")
+            face = color if (i, j) in shade else (fill or {}).get((i, j), "#eeeeee" if is_pad else "white")
             ax.add_patch(Rectangle((x0 + j * cell, y0 + i * cell), cell, cell, facecolor=face,
                                    edgecolor="#888888", linewidth=0.6))
             if values[i][j] is not None:
-                ax.text(x0 + (j + 0.5) * cell, y0 + (i + 0.5) * cell, fmt(values[i][j]), ha="center",
+                ax.text(x0 + (j + 0.5) * cell, y0 + (i + 0.5) * cell, text(values[i][j]), ha="center",
                         va="center", fontsize=fontsize, color="#999999" if is_pad else "black")
 
 
@@ -290,7 +294,7 @@ def draw_pooling(values: Any, kernel: Any = 2, stride: Any = None, padding: Any 
     total_w = w + 3 * (ow + gap)
     fig = new_figure(max(520, int(70 * total_w) + 60), max(220, int(70 * max(h, oh)) + 110))
     ax = fig.add_subplot(1, 1, 1)
-    _draw_cells(ax, grid, 0, 0, cell, shade)
+    _draw_grid(ax, grid, 0, 0, cell, 10, fill=shade, text=_two_places)
     rows = [r for r, _ in first]
     cols = [c for _, c in first]
     ax.add_patch(Rectangle((min(cols), min(rows)), max(cols) - min(cols) + 1, max(rows) - min(rows) + 1,
@@ -298,7 +302,7 @@ def draw_pooling(values: Any, kernel: Any = 2, stride: Any = None, padding: Any 
     ax.text(w / 2, -0.35, f"input {h}x{w}", ha="center", va="bottom", fontsize=10)
     x = w + gap
     for mode, result in ex.outputs.items():
-        _draw_cells(ax, result, x, 0, cell, {(i, j): colour[(i, j)] for i in range(oh) for j in range(ow)})
+        _draw_grid(ax, result, x, 0, cell, 10, fill=colour, text=_two_places)
         ax.text(x + ow / 2, -0.35, f"{mode} pooling", ha="center", va="bottom", fontsize=10)
         x += ow + gap
     ax.set_xlim(-0.2, total_w + 0.2)
@@ -312,11 +316,6 @@ def draw_pooling(values: Any, kernel: Any = 2, stride: Any = None, padding: Any 
     return save_figure(fig, out)
 
 
-def _draw_cells(ax: Any, values: list[list[Any]], x0: float, y0: float, cell: float,
-                fill: dict[tuple[int, int], str]) -> None:
-    for i, row in enumerate(values):
-        for j, value in enumerate(row):
-            ax.add_patch(Rectangle((x0 + j * cell, y0 + i * cell), cell, cell, facecolor=fill.get((i, j), "white"),
-                                   edgecolor="#555555", linewidth=0.8))
-            text = fmt(value) if float(value).is_integer() else f"{value:.2f}"
-            ax.text(x0 + (j + 0.5) * cell, y0 + (i + 0.5) * cell, text, ha="center", va="center", fontsize=10)
+def _two_places(value: float) -> str:
+    """A pooled value as a small table cell shows it: whole numbers as they are, others to 2 decimals."""
+    return fmt(value) if float(value).is_integer() else f"{value:.2f}"
