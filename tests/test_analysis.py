@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab import analyze
 from cnnlab.analysis import fold
+from cnnlab.analysis.rules import UNKNOWN, OpInfo
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, list_models, model_info
 
@@ -274,6 +275,29 @@ def test_an_operation_without_a_rule_is_counted_by_its_operators_and_what_stays_
     assert set(doc["unknown"]) == {"flops", "receptive_field"}
 
 
+def test_a_node_of_unknown_cost_makes_the_depth_through_it_unknown_not_shorter(monkeypatch) -> None:
+    import cnnlab.analysis as analysis
+    from cnnlab.analysis.render import report_markdown
+
+    # conv -> cumsum -> flatten -> linear: with every cost known, 2 weighted layers deep.
+    model = nn.Sequential(Unsupported(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    assert analyze(model, (1, 8, 8)).weighted_depth == 2
+    rule_for = analysis.rule_for
+
+    def no_count_for_cumsum(node):  # as when nothing saw the operation run
+        info = rule_for(node)
+        return info if info.op != "cumsum" else OpInfo("cumsum", None, None, UNKNOWN, False, ())
+
+    monkeypatch.setattr(analysis, "rule_for", no_count_for_cumsum)
+    report = analyze(model, (1, 8, 8))
+    # cumsum might hold weights of its own: the longest weighted path is 2 or more, not known.
+    assert report.weighted_depth is None and report.macs is None
+    assert report.unknown["weighted_depth"] == ("no counting rule for cumsum (cumsum), which may hold weighted "
+                                                "layers on the way to the output")
+    assert report.to_dict()["totals"]["weighted_depth"] is None
+    assert "weighted depth: unknown" in report_markdown(report, report.layers)
+
+
 def test_untraceable_model_falls_back_to_counting_operators_and_says_so() -> None:
     report = analyze(DataDependent(), (1, 8, 8))
     assert report.method == "operators"
@@ -337,8 +361,40 @@ def test_folding_keeps_the_totals() -> None:
         folded = fold(report, depth)
         assert sum(r.macs for r in folded) == report.macs
         assert sum(r.flops for r in folded) == report.flops
+        assert sum(r.params for r in folded) == report.params == 11_689_512
     top = {r.name for r in fold(report, 1)}
     assert {"conv1", "layer1", "layer4", "fc"} <= top
+
+
+@pytest.mark.parametrize("name", ["lenet5_paper", "googlenet"])
+def test_folding_keeps_parameters_the_forward_fetches_itself_and_counts_shared_ones_once(name: str) -> None:
+    # LeNet-5 (1998) reads S2/S4's coefficients, C3's connection table weights and the fixed RBF
+    # codes in its forward, not through a module call: those 2,400 parameters sit on plain nodes.
+    report = analyze(name)
+    for depth in (1, 2, 3):
+        folded = fold(report, depth)
+        assert sum(r.params for r in folded) == report.params
+        assert sum(r.trainable_params for r in folded) == report.trainable_params
+    if name == "lenet5_paper":
+        top = {r.name: r.params for r in fold(report, 1)}
+        assert (report.params, report.trainable_params) == (60_840, 60_000)
+        assert (top["s2"], top["c3"], top["s4"], top["output"]) == (12, 1_516, 32, 840)  # Sec. II.B's counts
+
+
+def test_a_module_called_twice_counts_in_the_group_of_its_first_call() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+            self.b = nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(self.a(x)))
+
+    report = analyze(Twice(), (4, 8, 8))
+    assert report.params == (4 * 4 * 9 + 4) + (4 * 4 + 4)
+    groups = {r.name: r.params for r in fold(report, 1) if r.kind == "group"}
+    assert groups == {"a": 4 * 4 * 9 + 4, "b": 4 * 4 + 4}
 
 
 def test_meta_analysis_needs_no_memory_for_huge_inputs() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +46,9 @@ def _fingerprint() -> str:
 
 
 def _cache_file() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "cnnlab" / f"catalog-{_fingerprint()}.json"
+    from cnnlab.data.sources import user_cache
+
+    return user_cache() / f"catalog-{_fingerprint()}.json"
 
 
 def _compute() -> list[dict[str, Any]]:

@@ -66,6 +66,11 @@ def fmt_int(n: int | float | None) -> str:
     return f"{int(n):,}"
 
 
+def fmt_count(n: int | None) -> str:
+    """A small count as it is; None (not known) as unknown."""
+    return "unknown" if n is None else str(n)
+
+
 def fmt_macs(n: int | None) -> str:
     """Multiply-accumulates in G (billions) or, below 0.1 G, in M (millions); None (not known) as unknown."""
     if n is None:

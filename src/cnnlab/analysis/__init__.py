@@ -149,7 +149,7 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
     nd = len(size) - 1
     spatial_rank = 2 + nd
     fields: dict[str, FieldState] = {}
-    depth: dict[str, int] = {}
+    depth: dict[str, int | None] = {}  # weighted layers on the longest path; None: unknown
     seen_modules: set[int] = set()
     records: list[LayerRecord] = []
     unsupported: list[str] = []
@@ -193,7 +193,10 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
                     params += p.numel()
                     trainable += p.numel() if p.requires_grad else 0
         weighted = (info.macs or 0) > 0
-        depth[node.name] = max((depth.get(i, 0) for i in node.inputs), default=0) + (1 if weighted else 0)
+        before = [depth.get(i, 0) for i in node.inputs]
+        # A node without a counting rule may be a weighted layer: the depth through it is unknown.
+        depth[node.name] = (None if info.macs is None or None in before
+                            else max(before, default=0) + (1 if weighted else 0))
         if not info.supported:
             unsupported.append(f"{node.name} ({info.op})")
         if state.misaligned:
@@ -239,7 +242,7 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
                      "drop --measure (the estimate needs no memory), or use a smaller --input or --batch")
         memory.measured_peak, memory.measured_on = measure_training_peak(model, size, batch, optimizer)
     out = records[-1] if records else None
-    unknown = _unknown_totals(records, trace, fields, depends, spatial)
+    unknown = _unknown_totals(records, trace, fields, depends, spatial, depth)
     rf = None
     if "receptive_field" not in unknown:
         # The network's receptive field is that of its last feature map (the units the classifier
@@ -307,7 +310,7 @@ def _names(records: Sequence[LayerRecord], limit: int = 6) -> str:
 
 
 def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, FieldState],
-                    depends: dict[str, bool], spatial: bool) -> dict[str, str]:
+                    depends: dict[str, bool], spatial: bool, depth: dict[str, int | None]) -> dict[str, str]:
     """Which totals cannot be given, and why: the honesty rule, in one place."""
     unknown = {}
     no_macs = [r for r in records if r.macs is None]
@@ -317,6 +320,9 @@ def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, Fi
     if no_flops:
         unknown["flops"] = f"no FLOP rate for {_names(no_flops)}"
     output = records[-1] if records else None
+    if output is not None and depth.get(output.name, 0) is None:
+        unknown["weighted_depth"] = (f"no counting rule for {_names(no_macs)}, which may hold weighted layers "
+                                     "on the way to the output")
     if not spatial:
         pass  # no map to have a field on (token ids, feature vectors): nothing is unknown, there is none
     elif trace.method != "fx":
@@ -341,8 +347,9 @@ def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, Fi
 def fold(report: Report, depth: int) -> list[LayerRecord]:
     """Fold nodes into their parent modules ``depth`` levels deep, summing costs.
 
-    A group keeps the output shape and receptive field of its last node; parameters of shared
-    modules are counted once per group.
+    A group keeps the output shape and receptive field of its last node; a shared module's
+    parameters count in the group of its first use only, so the groups' parameters add up to the
+    report's.
     """
     if depth < 1:
         raise CnnlabError(f"depth must be 1 or more, got {depth}")
@@ -364,14 +371,10 @@ def fold(report: Report, depth: int) -> list[LayerRecord]:
             folded.append(members[0])
             continue
         last = members[-1]
-        counted: set[str] = set()
-        params = trainable = 0
-        for m in members:
-            base = m.name.split(":")[0]
-            if m.kind == "module" and base not in counted and not m.shared:
-                params += m.params
-                trainable += m.trainable_params
-                counted.add(base)
+        # Each parameter sits on one record: a module's on its first call (later calls are marked
+        # shared), one the forward fetches itself on the first node that uses it.
+        held = [m for m in members if not m.shared]
+        params, trainable = sum(m.params for m in held), sum(m.trainable_params for m in held)
         folded.append(LayerRecord(
             name=key, op=f"{len(members)} ops", kind="group", scope=key, inputs=members[0].inputs,
             input_shapes=members[0].input_shapes, output_shape=last.output_shape, params=params,

@@ -108,7 +108,7 @@ class Report:
     macs: int | None  # None: unknown, and unknown["macs"] says why
     flops: int | None
     activation_bytes: int
-    weighted_depth: int
+    weighted_depth: int | None  # None: unknown, and unknown["weighted_depth"] says why
     memory: MemoryEstimate
     unsupported: list[str]
     misaligned: list[str]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnnlab.analysis.records import LayerRecord, Report
-from cnnlab.console import fmt_macs
+from cnnlab.console import fmt_count, fmt_macs
 from cnnlab.limits import human_bytes
 from cnnlab.shapes import fmt_shape
 
@@ -65,7 +65,7 @@ def _summary_lines(report: Report) -> list[str]:
                      f"(training only, not in the rows above); the model holds {report.model_params:,}")
     lines += [
         f"MACs: {_total(report.macs)}   FLOPs: {_total(report.flops)}",
-        f"activations: {human_bytes(report.activation_bytes)}   weighted depth: {report.weighted_depth}",
+        f"activations: {human_bytes(report.activation_bytes)}   weighted depth: {fmt_count(report.weighted_depth)}",
     ]
     if report.receptive_field:
         rf = report.receptive_field

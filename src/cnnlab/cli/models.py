@@ -25,7 +25,7 @@ from cnnlab.cli.args import (
     source,
 )
 from cnnlab.cli.present import emit, show_table
-from cnnlab.console import err, fmt_int, fmt_macs, fmt_shape, out, print_json
+from cnnlab.console import err, fmt_count, fmt_int, fmt_macs, fmt_shape, out, print_json
 from cnnlab.errors import CnnlabError
 from cnnlab.export import FORMATS, SUFFIX, check_target, export_model
 from cnnlab.lab import OPTIMIZERS, Lab
@@ -105,7 +105,7 @@ def _compare(args: argparse.Namespace) -> None:
     headers = ["model", "params", "MACs", "weighted depth", "receptive field", "activations"]
     cells = [[r["model"], fmt_int(r["params"]) + (f" (+{r['params_outside_graph']:,} training-only)"
                                                   if r["params_outside_graph"] else ""), fmt_macs(r["macs"]),
-              str(r["weighted_depth"]), fmt_shape(r["receptive_field"] or []) or "unknown",
+              fmt_count(r["weighted_depth"]), fmt_shape(r["receptive_field"] or []) or "unknown",
               human_bytes(r["activation_bytes"])] for r in doc["rows"]]
     if args.markdown:
         sys.stdout.write(markdown_table(headers, cells) + "\n")

@@ -8,15 +8,17 @@ range (whichever holds them), floats as [0, 1] when they lie in it, else by thei
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["GREY_MODES", "read_image", "to_uint8"]
+__all__ = ["GREY_MODES", "model_input", "read_image", "to_uint8"]
 
 GREY_MODES = ("1", "L", "I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -80,3 +82,29 @@ def read_image(path: str | Path, channels: int | None = None) -> torch.Tensor:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         raise CnnlabError(f"{path} is not an image cnnlab can read: give a PNG, JPEG, GIF, WebP, BMP or TIFF "
                           "file") from None
+
+
+def model_input(image: torch.Tensor, channels: int, size: Sequence[int], mean: Sequence[float],
+                std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image as a network's normalised 1 x C x H x W input, and as the 1 x C x H x W picture it saw.
+
+    ``image`` is C x H x W, uint8 (or a float tensor above 1) in 0..255 or float in [0, 1]. Colour
+    becomes grey by the BT.601 luma weights (0.299, 0.587, 0.114), grey becomes colour by
+    repetition, and a picture of another size is resampled (bilinear, antialiased) to ``size``.
+    The picture is in [0, 1]; the input is the picture less ``mean``, over ``std``, per channel.
+    """
+    x = image.float()
+    if image.dtype == torch.uint8 or (x.numel() and x.max() > 1.0):
+        x = x / 255
+    if channels == 1 and x.shape[0] == 3:
+        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+    elif channels == 3 and x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    elif x.shape[0] != channels:
+        raise CnnlabError(f"the model takes {channels} channels, the image has {x.shape[0]}")
+    x = x.unsqueeze(0)
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s, x

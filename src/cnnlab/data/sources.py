@@ -30,7 +30,7 @@ from cnnlab.data.formats import (
 )
 from cnnlab.errors import CnnlabError
 
-__all__ = ["DATASETS", "FASHION_CLASSES", "data_roots", "dataset_key", "load_dataset"]
+__all__ = ["DATASETS", "FASHION_CLASSES", "data_roots", "dataset_key", "load_dataset", "user_cache"]
 
 DATASETS = ("mnist", "fashion-mnist", "mnist-5k", "cifar10", "cifar100", "imagefolder")
 _ALIASES = {
@@ -56,8 +56,11 @@ _CIFAR = {
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 
-def _user_cache() -> Path:
-    """cnnlab's folder in the user cache: $XDG_CACHE_HOME/cnnlab, else ~/.cache/cnnlab."""
+def user_cache() -> Path:
+    """cnnlab's folder in the user cache: $XDG_CACHE_HOME/cnnlab, else ~/.cache/cnnlab.
+
+    It holds downloaded datasets, decoded images and the model zoo's table.
+    """
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnlab"
 
 
@@ -66,7 +69,7 @@ def data_roots() -> list[Path]:
     roots = []
     if os.environ.get("CNNLAB_DATA"):
         roots.append(Path(os.environ["CNNLAB_DATA"]).expanduser())
-    roots += [_user_cache() / "data", Path("data")]
+    roots += [user_cache() / "data", Path("data")]
     return roots
 
 
@@ -124,7 +127,7 @@ def _decoded_file(key: tuple[str, int, int]) -> Path:
     import hashlib
 
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
-    return _user_cache() / "decoded" / f"mnist-{digest}.npz"
+    return user_cache() / "decoded" / f"mnist-{digest}.npz"
 
 
 def _load_decoded(file: Path) -> list[_Pair] | None:

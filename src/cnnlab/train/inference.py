@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from cnnlab.checkpoint import model_from_checkpoint
 from cnnlab.errors import CnnlabError
@@ -90,22 +89,6 @@ def image_tensor(img: Any) -> torch.Tensor:
     return to_uint8(img)
 
 
-def _prepare(image: torch.Tensor, channels: int, size: Sequence[int], mean: Sequence[float],
-             std: Sequence[float]) -> torch.Tensor:
-    x = image
-    if channels == 1 and x.shape[0] == 3:
-        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        x = (x.float() * weights).sum(0, keepdim=True)
-    elif channels == 3 and x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    x = x.float().unsqueeze(0) / 255
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-    m = torch.tensor(mean).view(1, -1, 1, 1)
-    s = torch.tensor(std).view(1, -1, 1, 1)
-    return (x - m) / s
-
-
 @torch.no_grad()
 def predict(checkpoint: str | Path, images: Sequence[str | Path] | None = None, top: int = 5) -> list[dict[str, Any]]:
     """The ``top`` most likely classes of each image, with probabilities and class names.
@@ -115,6 +98,7 @@ def predict(checkpoint: str | Path, images: Sequence[str | Path] | None = None, 
     Fashion-MNIST is shown the bundled test image of its data (:mod:`cnnlab.data.bundled`).
     """
     from cnnlab.data.bundled import default_image
+    from cnnlab.data.images import model_input
 
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise CnnlabError(f"top must be a positive whole number, got {top!r}: e.g. 5")
@@ -134,7 +118,7 @@ def predict(checkpoint: str | Path, images: Sequence[str | Path] | None = None, 
     k = max(1, min(top, len(meta["classes"])))
     out = []
     for image_path in images:
-        x = _prepare(load_image(image_path), c, (h, w), meta["mean"], meta["std"])
+        x, _ = model_input(load_image(image_path), c, (h, w), meta["mean"], meta["std"])
         output = model(x)
         logits = output if isinstance(output, torch.Tensor) else output[0]
         probs = logits.softmax(1)[0]

@@ -20,7 +20,6 @@ if "matplotlib.pyplot" not in sys.modules:  # headless unless the caller already
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -185,27 +184,13 @@ def prepare_input(image: ImageLike, model: nn.Module,
     a bundled test image of its data; anything else the sample photo.
     """
     from cnnlab.data.bundled import default_image
+    from cnnlab.data.images import model_input
 
     c, size, mean, std = input_meta(model, meta)
     if image is None:
         image = default_image((meta or {}).get("dataset"))
-    img = as_image(image)
-    x = img.float()
-    if img.dtype == torch.uint8 or x.max() > 1.0:
-        x = x / 255
-    if c == 1 and x.shape[0] == 3:
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
-    elif c == 3 and x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    elif x.shape[0] != c:
-        raise CnnlabError(f"the model takes {c} channels, the image has {x.shape[0]}")
-    x = x.unsqueeze(0)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-    picture = display_image(x[0])
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x - m) / s, picture
+    x, shown = model_input(as_image(image), c, size, mean, std)
+    return x, display_image(shown[0])
 
 
 def display_image(x: torch.Tensor) -> np.ndarray:

@@ -121,7 +121,7 @@ function drawSummary(report) {
     stat(t("sum.model"), report.model), stat(t("sum.input"), report.input_size.join("×")),
     stat(t("sum.params"), fmtInt(tot.params), "stat", "arch-sum-params"), stat(t("sum.macs"), known(tot.macs, fmtBig)),
     stat(t("sum.flops"), known(tot.flops, fmtBig)),
-    stat(t("sum.weighted"), String(tot.weighted_depth)),
+    stat(t("sum.weighted"), known(tot.weighted_depth, String)),
     stat(t("sum.rf"), tot.receptive_field ? tot.receptive_field.size.join("×")
       : report.unknown && report.unknown.receptive_field ? t("unknown") : "–"),
     stat(t("sum.activations"), fmtBytes(tot.activation_bytes)),
@@ -824,7 +824,7 @@ function drawCompare() {
   const d = compare.data;
   const cols = [["model", "col.model", (r) => r.model], ["params", "col.params", (r) => fmtInt(r.params)],
     ["macs", "col.macs", (r) => known(r.macs, fmtInt)], ["flops", "col.flops", (r) => known(r.flops, fmtBig)],
-    ["weighted_depth", "col.weighted", (r) => String(r.weighted_depth)],
+    ["weighted_depth", "col.weighted", (r) => known(r.weighted_depth, String)],
     ["receptive_field", "col.rf_size", (r) => (r.receptive_field ? r.receptive_field.join("×") : "–")],
     ["activation_bytes", "col.activations", (r) => fmtBytes(r.activation_bytes)]];
   $("#compare-table thead").replaceChildren(el("tr", {}, ...cols.map(([, h], i) => el("th", { class: i ? "num" : "", text: t(h) }))));
