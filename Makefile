@@ -31,7 +31,10 @@ test-slow: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 
+# Byte-compiles cnnlab's own modules (0.05 s when nothing changed): where Python is told not to
+# write bytecode (PYTHONDONTWRITEBYTECODE), every command would otherwise compile them again.
 setup: $(INSTALLED) $(DATA)
+	@$(PY) -m compileall -q src > /dev/null
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

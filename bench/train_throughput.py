@@ -90,9 +90,21 @@ def main_job(tmp: str) -> dict:
                           check=True)
     wall = time.perf_counter() - start
     result = json.loads(done.stdout)
+    # Where the time goes: two imports every torch training script pays, then the epochs (each
+    # with its validation pass), then the test pass and the files.
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    import_torch = time.perf_counter() - start
+    # torch.optim imports torch._dynamo when the first optimizer is built (to mark its methods
+    # as not compiled), whether or not anything is compiled.
+    dynamo = subprocess.run([sys.executable, "-c", "import time, torch; t = time.perf_counter(); import torch._dynamo; "
+                             "print(time.perf_counter() - t)"], capture_output=True, text=True, check=True)
+    epochs = sum(h["seconds"] for h in result["history"])
     return {"command": "cnnlab train", "wall_seconds": round(wall, 1), "test_top1": result["test"]["top1"],
             "epochs": result["config"]["epochs"], "precision": result["config"]["precision"],
-            "channels_last": result["config"]["channels_last"], "train_images_per_s": result["train_images_per_s"]}
+            "channels_last": result["config"]["channels_last"], "train_images_per_s": result["train_images_per_s"],
+            "import_torch_seconds": round(import_torch, 1), "import_dynamo_seconds": round(float(dynamo.stdout), 1),
+            "epochs_seconds": round(epochs, 1)}
 
 
 REPEATS = int(os.environ.get("REPEATS", "2"))
@@ -102,6 +114,7 @@ def main() -> None:
     import tempfile
 
     from cnnlab.data import Adapt, load_dataset
+    from cnnlab.train.precision import cpu_name
 
     torch.set_num_threads(int(os.environ.get("THREADS", os.cpu_count() or 2)))
     cases = [
@@ -131,7 +144,7 @@ def main() -> None:
             print(json.dumps(row), file=__import__("sys").stderr)
         job = main_job(tmp)
     print(json.dumps({"repeats": REPEATS, "machine": {"cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-                                  "cpu_bf16": _cpu_feature(), "torch": torch.__version__,
+                                  "cpu": cpu_name(), "cpu_bf16": _cpu_feature(), "torch": torch.__version__,
                                   "python": platform.python_version()},
                       "results": results, "main_job": job}, indent=2))
 

@@ -80,6 +80,22 @@ def _gain(model: str) -> float:
     return r["cnnlab_auto_images_per_s"] / r["cnnlab_fp32_images_per_s"]
 
 
+def _cpu_description() -> str:
+    """The CPU's name and its fast bf16 instructions, as the throughput bench found them."""
+    machine = results("train_throughput")["machine"]
+    feature = (machine["cpu_bf16"] or "no fast bf16").removeprefix("this CPU has ")
+    return f"{machine['cpu']}, {feature}" + (" without AMX" if feature == "AVX512-BF16" else "")
+
+
+def _epochs(n: int) -> dict[str, Any]:
+    return next(r for r in results("main_job_epochs")["rows"] if r["epochs"] == n)
+
+
+def _epochs_range(n: int) -> str:
+    row = _epochs(n)
+    return f"{row['min']:.2%} to {row['max']:.2%}"
+
+
 def _main_job(key: str) -> Any:
     return results("train_throughput")["main_job"][key]
 
@@ -311,6 +327,15 @@ VALUES: dict[str, Callable[[], str]] = {
     "main-job.wall-rounded": lambda: f"{round(_main_job('wall_seconds'))}",
     "main-job.epochs": lambda: f"{_main_job('epochs')}",
     "main-job.rate": lambda: f"{_main_job('train_images_per_s'):,.0f}",
+    "main-job.import-torch": lambda: f"{_main_job('import_torch_seconds'):.1f}",
+    "main-job.import-dynamo": lambda: f"{_main_job('import_dynamo_seconds'):.1f}",
+    "main-job.epochs-seconds": lambda: f"{_main_job('epochs_seconds'):.1f}",
+    "main-job.rest": lambda: f"{_main_job('wall_seconds') - _main_job('import_torch_seconds') - _main_job('import_dynamo_seconds') - _main_job('epochs_seconds'):.1f}",
+    "train.cpu-name": lambda: _cpu_description(),
+    "epochs.seeds": lambda: f"{len(_epochs(4)['seeds'])}",
+    "epochs.3-range": lambda: _epochs_range(3),
+    "epochs.4-range": lambda: _epochs_range(4),
+    "epochs.saving": lambda: f"{_epochs(4)['mean_fit_seconds'] - _epochs(3)['mean_fit_seconds']:.0f}",
     "train.lenet-fp32-over-plain": lambda: f"{_throughput('lenet5')['cnnlab_fp32_images_per_s'] / _best_plain('lenet5'):.1f}",
     "train.lenet-bf16-gain": lambda: f"{_gain('lenet5') * 100 - 100:.0f}",
     "train.resnet-bf16-over-fp32": lambda: f"{_gain('resnet20'):.1f}",

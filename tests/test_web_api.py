@@ -986,10 +986,10 @@ def test_health_answers_while_heavy_work_runs_and_a_full_queue_says_when_to_retr
         deadline = time.monotonic() + WAIT_S
         while server.app.extensions["cnnlab_work"].status()["queued"] < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
-        start = time.perf_counter()
+        # The model work is held until this test ends: an answer at all shows health never waits on it
+        # (no wall-clock bound, which a busy machine could break).
         status, body = fetch(f"{base}/api/health")
         assert status == 200 and body["work"] == {"running": 1, "queued": 1, "queue_size": 1, "done": 0}
-        assert time.perf_counter() - start < 1.0  # never waits on the model work
         assert fetch(f"{base}/api/runs")[0] == 200
         request = urllib.request.Request(f"{base}/api/rf?model=resnet20&samples=3")
         with pytest.raises(urllib.error.HTTPError) as info:
