@@ -82,3 +82,54 @@ def test_kinds_and_labels(networks: dict[str, str]) -> None:
         resolve("lenet6")
     with pytest.raises(CnnlabError, match="does not exist"):
         resolve("runs/nothing-here")
+
+
+LAZY = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    """Lazy layers: the first input sets their sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.LazyConv2d(4, 3), nn.LazyBatchNorm2d(), nn.ReLU())
+        self.fc = nn.LazyLinear(10)
+
+    def forward(self, x):
+        return self.fc(self.features(x).flatten(1))
+'''
+
+
+def test_lazy_layers_in_user_code_are_sized_by_the_input_where_the_command_has_one(cli, tmp_path: Path) -> None:
+    (tmp_path / "lazy.py").write_text(LAZY)
+    spec = f"{tmp_path / 'lazy.py'}:Net"
+    code, out, err = cli("inspect", spec, "--input", "1x28x28", "--json")
+    assert code == 0, err
+    # by hand: conv 4x1x3x3 + 4 biases, batch norm 4 scales + 4 shifts, linear 10 x (4 x 26 x 26) + 10
+    assert json.loads(out)["totals"]["params"] == (36 + 4) + (4 + 4) + (10 * 4 * 26 * 26 + 10) == 27_098
+    code, out, err = cli("viz", "rf", spec, "--input", "1x28x28", "--out", str(tmp_path / "r.png"), "--json")
+    assert code == 0, err
+    code, out, err = cli("export", spec, "--format", "safetensors", "--input", "1x28x28", "--out",
+                         str(tmp_path / "w.safetensors"), "--json")
+    assert code == 0, err
+    code, out, err = cli("viz", "filters", spec, "--out", str(tmp_path / "f.png"))  # no input size to go by
+    assert code == 2 and err == (
+        f"cnnlab: error: {spec} has lazy parameters (features.0.weight, features.0.bias, features.1.weight and 5 "
+        "more) whose sizes its first forward pass sets: run it once in the file, e.g. "
+        "model(torch.zeros(1, 3, 32, 32)), before returning it\n")
+
+
+def test_a_callers_lazy_model_is_left_as_it_is_with_the_fix_in_one_line() -> None:
+    import torch
+    from torch import nn
+
+    from cnnlab import analyze
+
+    model = nn.Sequential(nn.LazyLinear(3))
+    with pytest.raises(CnnlabError) as info:
+        analyze(model, "16")
+    assert str(info.value) == ("Sequential has lazy parameters (0.weight, 0.bias) whose sizes its first forward pass "
+                               "sets: run it once on an input, e.g. model(torch.zeros(1, 16)), then analyse it")
+    model(torch.zeros(1, 16))
+    assert analyze(model, "16").params == 16 * 3 + 3

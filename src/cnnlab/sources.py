@@ -13,6 +13,7 @@ weights for ``eval``) and refuses the others with one line that lists what it ta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,25 @@ class Source:
             return f"{Path(self.spec).name} ({self.name})"
         return self.name if self.kind in ("zoo", "code") else f"{self.checkpoint} ({self.name})"
 
-    def build(self) -> nn.Module:
-        """The model, with its weights where the source has them (random weights otherwise)."""
+    def build(self, input_size: Sequence[int] | None = None) -> nn.Module:
+        """The model, with its weights where the source has them (random weights otherwise).
+
+        Lazy modules in user code (LazyConv2d, LazyLinear...) are sized by one forward pass at
+        ``input_size`` (C x H x W); without one that is one line saying how to size them.
+        """
+        from cnnlab.models.inputs import lazy_error, lazy_tensors, size_lazy
         from cnnlab.models.registry import create_model
         from cnnlab.models.source import build_user_model
 
         if self.kind == "code":
-            return build_user_model(self.name, self.kwargs)
+            model = build_user_model(self.name, self.kwargs)
+            lazy = lazy_tensors(model)
+            if lazy and input_size is None:
+                raise lazy_error(self.name, lazy, "run it once in the file, e.g. model(torch.zeros(1, 3, 32, 32)), "
+                                                  "before returning it")
+            if lazy:
+                size_lazy(model, input_size, self.name)
+            return model
         if self._ckpt is not None:
             from cnnlab.checkpoint import build_from_checkpoint
 

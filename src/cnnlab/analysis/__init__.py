@@ -24,6 +24,7 @@ from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Re
 from cnnlab.analysis.rules import SAME, OpInfo, rule_for
 from cnnlab.analysis.trace import VIEW_OPS, Node, trace_model
 from cnnlab.errors import CnnlabError
+from cnnlab.models.inputs import lazy_error, lazy_tensors
 from cnnlab.shapes import ReceptiveField, fmt_shape
 
 __all__ = ["CONVENTIONS", "LayerRecord", "Report", "analyze", "fold", "require_memory"]
@@ -102,8 +103,26 @@ def analyze(
         raise CnnlabError("--measure runs a training step on one image-like input; drop it for this model")
     model, label = _resolve(model_or_name, model_kwargs)
     bind_inputs(model, specs)  # an input forward does not take is one line before anything runs
+    lazy = lazy_tensors(model)
+    if lazy and not isinstance(model_or_name, str):  # the caller's own model: theirs to size
+        example = ", ".join(f"torch.zeros(1, {', '.join(map(str, s.shape))})" for s in specs)
+        raise lazy_error(label, lazy, f"run it once on an input, e.g. model({example}), then analyse it")
     with _collector_paused():
-        return _analyze(model, model_or_name, label, specs, size, single_image, batch, optimizer, measure)
+        return _analyze(model, model_or_name, label, specs, size, single_image, batch, optimizer, measure, bool(lazy))
+
+
+def _first_forward(model: nn.Module, specs: list[InputSpec]) -> None:
+    """One forward pass on meta tensors of one sample, in eval mode: lazy modules take their sizes from it."""
+    from cnnlab.analysis.inputs import example_call
+
+    args, kwargs = example_call(bind_inputs(model, specs)[0], 1)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        model.train(was_training)
 
 
 @contextlib.contextmanager
@@ -121,8 +140,11 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _analyze(model: nn.Module, model_or_name: nn.Module | str, label: str, specs: list[InputSpec],
-             size: tuple[int, ...], single_image: bool, batch: int, optimizer: str, measure: bool) -> Report:
+             size: tuple[int, ...], single_image: bool, batch: int, optimizer: str, measure: bool,
+             lazy: bool) -> Report:
     try:
+        if lazy:  # cnnlab built it on the meta device: its first forward sizes it there, for free
+            _first_forward(model, specs)
         trace = trace_model(model, specs, batch)
     except (RuntimeError, ValueError, IndexError, AssertionError) as exc:  # the model's own checks assert too
         from cnnlab.models.inputs import check_input

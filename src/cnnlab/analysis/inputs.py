@@ -20,7 +20,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.shapes import fmt_shape, parse_shape
 
-__all__ = ["DTYPES", "InputSpec", "bind_inputs", "example_tensors", "parse_inputs"]
+__all__ = ["DTYPES", "InputSpec", "bind_inputs", "example_call", "example_tensors", "parse_inputs"]
 
 DTYPES = {"float32": torch.float32, "float": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16, "int64": torch.int64, "long": torch.int64, "int32": torch.int32,
@@ -99,6 +99,16 @@ def example_tensors(specs: Sequence[InputSpec], batch: int, device: str | torch.
         return torch.randn(shape, generator=generator).to(device=device, dtype=spec.dtype)
 
     return [make(s) for s in specs]
+
+
+def example_call(given: dict[str, InputSpec], batch: int, device: str | torch.device = "meta",
+                 generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Example tensors for the forward arguments ``given`` (as :func:`bind_inputs` returns them):
+    those given by position, then those given by name."""
+    tensors = example_tensors(list(given.values()), batch, device, generator)
+    args = [t for t, spec in zip(tensors, given.values(), strict=True) if spec.name is None]
+    kwargs = {name: t for (name, spec), t in zip(given.items(), tensors, strict=True) if spec.name is not None}
+    return args, kwargs
 
 
 def bind_inputs(model: nn.Module, specs: Sequence[InputSpec]) -> tuple[dict[str, Any], dict[str, Any]]:

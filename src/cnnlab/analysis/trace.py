@@ -25,7 +25,13 @@ from torch import nn
 from torch.func import functional_call
 
 from cnnlab.analysis.aten import AtenCount, counting
-from cnnlab.analysis.inputs import InputSpec, bind_inputs, example_tensors, parse_inputs
+from cnnlab.analysis.inputs import (
+    InputSpec,
+    bind_inputs,
+    example_call,
+    example_tensors,
+    parse_inputs,
+)
 
 __all__ = ["SHAPE_PRESERVING", "Node", "Trace", "trace_model"]
 
@@ -324,12 +330,9 @@ def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason
     """
     given, _defaults = bind_inputs(model, specs)
     names = list(given)
-    keyword = [s.name is not None for s in given.values()]
 
     def call(device: str, count: int, generator: torch.Generator | None = None) -> tuple[list[Any], dict[str, Any]]:
-        tensors = example_tensors(list(given.values()), count, device, generator)
-        args = [t for t, k in zip(tensors, keyword, strict=True) if not k]
-        return args, {n: t for n, t, k in zip(names, tensors, keyword, strict=True) if k}
+        return example_call(given, count, device, generator)
 
     try:
         records, out = _hooked_forward(model, *call("meta", batch), meta=True)

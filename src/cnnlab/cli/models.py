@@ -64,7 +64,7 @@ def _print_models(doc: dict[str, Any]) -> None:
 def _export(args: argparse.Namespace) -> None:
     src = source(args.model, KINDS, "cnnlab export", args)
     size = input_of(src, args.input)
-    model = src.build()
+    model = src.build(size)
     known = src.default_input[-1] if src.default_input else None
     check_input(model, size, src.name, known_side=known)
     stem = src.name if src.kind != "code" else src.name.rpartition(":")[2]
@@ -74,7 +74,7 @@ def _export(args: argparse.Namespace) -> None:
         if not args.json:
             err.print(f"exporting {src.label} as {args.format} at input {fmt_shape(size)} ...")
 
-    result = export_model(model, args.format, target, size, rebuild=src.build,
+    result = export_model(model, args.format, target, size, rebuild=lambda: src.build(size),
                           metadata={"cnnlab_model": src.name, "input": fmt_shape(size)},
                           announce=announce)
     if args.json:

@@ -21,13 +21,45 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.shapes import fmt_shape
 
-__all__ = ["check_input", "smallest_input"]
+__all__ = ["check_input", "lazy_error", "lazy_tensors", "size_lazy", "smallest_input"]
 
 # Largest side tried when searching for the smallest input.
 _MAX_SIDE = 4096
 # Samples of at most this many values (3x64x64) are probed with real tensors on the CPU.
 _REAL_PROBE_VALUES = 3 * 64 * 64
 _REAL_PROBE_PARAMETERS = 50_000_000
+
+
+def lazy_tensors(model: nn.Module) -> list[str]:
+    """The parameters and buffers of lazy modules (LazyLinear, LazyConv2d...) that no input has sized yet."""
+    from torch.nn.parameter import is_lazy
+
+    return [name for name, t in (*model.named_parameters(), *model.named_buffers()) if is_lazy(t)]
+
+
+def lazy_error(label: str, names: Sequence[str], fix: str) -> CnnlabError:
+    """One line: which lazy tensors are unsized, and ``fix``, how to size them."""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return CnnlabError(f"{label} has lazy parameters ({shown}) whose sizes its first forward pass sets: {fix}")
+
+
+def size_lazy(model: nn.Module, size: Sequence[int], label: str) -> None:
+    """Size ``model``'s lazy modules as torch's first forward pass does: one sample of C x H x W ``size``.
+
+    The pass runs in eval mode (a lazy batch norm sizes itself without batch statistics) on the
+    device the model lives on; a model that cannot take ``size`` is one line.
+    """
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *size, device=device))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CnnlabError(f"{label} cannot run on input {fmt_shape(size)}: {first}") from None
+    finally:
+        model.train(was_training)
 
 
 def _probe_model(model: nn.Module, size: Sequence[int]) -> tuple[nn.Module, str]:

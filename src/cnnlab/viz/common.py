@@ -131,7 +131,8 @@ def layer_error(name: str, valid: Sequence[str], what: str = "layer", limit: int
     return CnnlabError(f"the model has no {what} {name!r}: valid names are {shown}{more}")
 
 
-def model_or_checkpoint(spec: ModelLike | Source, seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
+def model_or_checkpoint(spec: ModelLike | Source, seed: int = 0,
+                        input_size: Sequence[int] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """A model in eval mode and what is known about its input.
 
     ``spec`` is a registry name (built with random weights drawn from ``seed``), a cnnlab
@@ -139,6 +140,7 @@ def model_or_checkpoint(spec: ModelLike | Source, seed: int = 0) -> tuple[nn.Mod
     input size), a :class:`~cnnlab.sources.Source` already resolved (its checkpoint is not read
     again), or an ``nn.Module`` (taken as it is). ``meta`` has the keys ``name``,
     ``classes``, ``mean``, ``std``, ``input_size`` and ``dataset`` (``None`` where unknown).
+    ``input_size`` (C x H x W), where the caller has one, sizes lazy layers in user code.
     """
     from cnnlab.sources import Source, resolve
 
@@ -149,7 +151,7 @@ def model_or_checkpoint(spec: ModelLike | Source, seed: int = 0) -> tuple[nn.Mod
     source = spec if isinstance(spec, Source) else resolve(str(spec))
     with torch.random.fork_rng():  # random weights (a zoo or code model) drawn from ``seed``
         torch.manual_seed(seed)
-        model = source.build()
+        model = source.build(input_size)  # the size sizes lazy modules in user code
     data = source.data
     meta.update(name=source.name, classes=data.get("classes"), mean=data.get("mean"), std=data.get("std"),
                 input_size=list(source.default_input) if source.default_input else None, dataset=data.get("dataset"))

@@ -65,9 +65,9 @@ def _size3(input_size: Sequence[int] | str) -> tuple[int, ...]:
     return size
 
 
-def _build(spec: nn.Module | str, seed: int = 0) -> tuple[nn.Module, str]:
+def _build(spec: nn.Module | str, seed: int = 0, size: Sequence[int] | None = None) -> tuple[nn.Module, str]:
     """The model and a label for titles (see :func:`cnnlab.viz.common.model_or_checkpoint`)."""
-    model, meta = model_or_checkpoint(spec, seed=seed)
+    model, meta = model_or_checkpoint(spec, seed=seed, input_size=size)
     return model, meta["name"] or type(model).__name__
 
 
@@ -241,7 +241,7 @@ def draw_rf(model_or_spec: nn.Module | str, input_size: Sequence[int] | str, out
     from cnnlab.analysis import analyze
 
     size = _size3(input_size)
-    model, label = _build(model_or_spec, seed)
+    model, label = _build(model_or_spec, seed, size)
     trained = None
     if checkpoint is not None:
         trained, trained_label = _build(str(checkpoint), seed)
