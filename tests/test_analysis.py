@@ -355,6 +355,28 @@ def test_a_torchscript_module_is_counted_by_its_operators() -> None:
     assert "TorchScript" in report.limitation
 
 
+def test_a_network_with_torchscript_inside_is_counted_by_its_operators(cli, tmp_path: Path) -> None:
+    class Partly(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.head = torch.jit.script(nn.Linear(4 * 12 * 12, 10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(F.max_pool2d(torch.relu(self.conv(x)), 2).flatten(1))
+
+    model = Partly()
+    report = analyze(model, (1, 28, 28), batch=2)  # hooks cannot go on a scripted part: it counts between modules
+    assert report.method == "operators" and "TorchScript inside it (head)" in report.limitation
+    assert report.params == 4 * 25 + 4 + 576 * 10 + 10 == sum(p.numel() for p in model.parameters())
+    assert report.macs == 2 * (4 * 24 * 24 * 25 + 576 * 10) == _torch_macs(model, torch.randn(2, 1, 28, 28))
+    # and the check that names where an input stops fitting skips the scripted part too
+    with pytest.raises(CnnlabError, match="cannot run on input 1x8x8|does not fit"):
+        analyze(model, (1, 8, 8))
+
+
 def test_folding_keeps_the_totals() -> None:
     report = analyze("resnet18", (3, 64, 64))
     for depth in (1, 2, 3):

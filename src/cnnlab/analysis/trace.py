@@ -394,7 +394,8 @@ def _hooked_forward(model: nn.Module, args: list[Any], kwargs: dict[str, Any], m
     scripted = isinstance(model, torch.jit.ScriptModule)
     if not scripted:
         for name, module in model.named_modules():
-            if name and not any(True for _ in module.children()):
+            # A TorchScript part takes no hooks: its operators count in the record between leaves.
+            if name and not any(True for _ in module.children()) and not isinstance(module, torch.jit.ScriptModule):
                 handles.append(module.register_forward_pre_hook(pre_hook))
                 handles.append(module.register_forward_hook(hook(name)))
     was_training = model.training
@@ -429,6 +430,11 @@ def trace_model(model: nn.Module, inputs: Sequence[int] | Sequence[InputSpec], b
     specs = parse_inputs(list(inputs))
     if isinstance(model, torch.jit.ScriptModule):
         return _hook_trace(model, specs, batch, "a TorchScript module has no Python code to trace")
+    scripted = [name for name, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)]
+    outer = [name for name in scripted if not any(name.startswith(f"{o}.") for o in scripted)]
+    if outer:  # torch.fx cannot see inside them, and they do not run on its meta tensors
+        return _hook_trace(model, specs, batch, f"TorchScript inside it ({', '.join(outer[:3])}) has no Python "
+                                                "code to trace")
     try:
         return _fx_trace(model, specs, batch)
     except (torch.fx.proxy.TraceError, TypeError, NotImplementedError) as exc:

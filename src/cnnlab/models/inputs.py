@@ -67,15 +67,21 @@ def _probe_model(model: nn.Module, size: Sequence[int]) -> tuple[nn.Module, str]
     values = math.prod(size)
     tensors = [*model.parameters(), *model.buffers()]
     small = values <= _REAL_PROBE_VALUES and sum(t.numel() for t in tensors) <= _REAL_PROBE_PARAMETERS
-    if small and all(t.device.type == "cpu" for t in tensors):
+    meta = None if small else _meta_model(model)  # None too for TorchScript parts: those run on the CPU
+    if meta is None and all(t.device.type == "cpu" for t in tensors):
         import copy
 
         return copy.deepcopy(model), "cpu"  # a copy: training mode would move batch norm's statistics
-    return _meta_model(model), "meta"
+    if meta is None:
+        meta = _meta_model(model)
+    return (meta if meta is not None else model), "meta"
 
 
-def _meta_model(model: nn.Module) -> nn.Module:
-    """The same architecture on the meta device; the caller's model is left untouched."""
+def _meta_model(model: nn.Module) -> nn.Module | None:
+    """The same architecture on the meta device, the caller's model left untouched; None for a model
+    with TorchScript parts, which cannot move there."""
+    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+        return None
     if all(p.device.type == "meta" for p in model.parameters()) and all(
         b.device.type == "meta" for b in model.buffers()
     ):
@@ -103,7 +109,7 @@ def _run(model: nn.Module, shape: Sequence[int], training: bool = False,
         stack.pop()
 
     for name, module in model.named_modules():
-        if name:
+        if name and not isinstance(module, torch.jit.ScriptModule):  # TorchScript takes no hooks
             handles.append(module.register_forward_pre_hook(pre(name)))
             handles.append(module.register_forward_hook(post))
     was_training = model.training
@@ -133,6 +139,8 @@ def _smallest_side(model: nn.Module, channels: int, known: int | None = None, tr
     flatten fits only its own size, which the bisection then returns.
     """
     meta = _meta_model(model)
+    if meta is None:  # TorchScript parts do not run on the meta device: no search
+        return None
 
     def ok(side: int) -> bool:
         was_training = meta.training
@@ -208,7 +216,7 @@ def check_input(model: nn.Module, input_size: Sequence[int], model_name: str | N
     exc, layer, layer_input = _run(probe, size, training, device)
     if exc is None:
         return
-    side = _smallest_side(_meta_model(model), size[0], known_side, training)
+    side = _smallest_side(model, size[0], known_side, training)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     first = re.sub(r"\s+", " ", first)
     where = f"layer '{layer}'"
