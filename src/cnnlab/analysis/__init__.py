@@ -149,7 +149,7 @@ def _analyze(model: nn.Module, model_or_name: nn.Module | str, label: str, specs
     except (RuntimeError, ValueError, IndexError, AssertionError) as exc:  # the model's own checks assert too
         from cnnlab.models.inputs import check_input
 
-        if single_image and len(size) == 3:
+        if single_image and len(size) == 3 and not lazy_tensors(model):  # an unsized lazy layer cannot be probed
             known = None
             if isinstance(model_or_name, str):
                 from cnnlab.models.registry import list_models, model_info
