@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.analysis.inputs import InputSpec, bind_inputs, parse_inputs
+from cnnlab.analysis.inputs import InputSpec, bind_inputs, example_call, parse_inputs
 from cnnlab.analysis.receptive import FieldState, propagate, standard_axes
 from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Report
 from cnnlab.analysis.rules import SAME, OpInfo, rule_for
 from cnnlab.analysis.trace import VIEW_OPS, Node, trace_model
 from cnnlab.errors import CnnlabError
-from cnnlab.models.inputs import lazy_error, lazy_tensors
+from cnnlab.models.inputs import first_forward, lazy_error, lazy_tensors
 from cnnlab.shapes import ReceptiveField, fmt_shape
 
 __all__ = ["CONVENTIONS", "LayerRecord", "Report", "analyze", "fold", "require_memory"]
@@ -111,20 +111,6 @@ def analyze(
         return _analyze(model, model_or_name, label, specs, size, single_image, batch, optimizer, measure, bool(lazy))
 
 
-def _first_forward(model: nn.Module, specs: list[InputSpec]) -> None:
-    """One forward pass on meta tensors of one sample, in eval mode: lazy modules take their sizes from it."""
-    from cnnlab.analysis.inputs import example_call
-
-    args, kwargs = example_call(bind_inputs(model, specs)[0], 1)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(*args, **kwargs)
-    finally:
-        model.train(was_training)
-
-
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while the graph is built: a full collection over torch's
@@ -144,7 +130,8 @@ def _analyze(model: nn.Module, model_or_name: nn.Module | str, label: str, specs
              lazy: bool) -> Report:
     try:
         if lazy:  # cnnlab built it on the meta device: its first forward sizes it there, for free
-            _first_forward(model, specs)
+            args, kwargs = example_call(bind_inputs(model, specs)[0], 1)
+            first_forward(model, *args, **kwargs)
         trace = trace_model(model, specs, batch)
     except (RuntimeError, ValueError, IndexError, AssertionError) as exc:  # the model's own checks assert too
         from cnnlab.models.inputs import check_input

@@ -21,7 +21,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.shapes import fmt_shape
 
-__all__ = ["check_input", "lazy_error", "lazy_tensors", "size_lazy", "smallest_input"]
+__all__ = ["check_input", "first_forward", "lazy_error", "lazy_tensors", "size_lazy", "smallest_input"]
 
 # Largest side tried when searching for the smallest input.
 _MAX_SIDE = 4096
@@ -43,23 +43,27 @@ def lazy_error(label: str, names: Sequence[str], fix: str) -> CnnlabError:
     return CnnlabError(f"{label} has lazy parameters ({shown}) whose sizes its first forward pass sets: {fix}")
 
 
-def size_lazy(model: nn.Module, size: Sequence[int], label: str) -> None:
-    """Size ``model``'s lazy modules as torch's first forward pass does: one sample of C x H x W ``size``.
-
-    The pass runs in eval mode (a lazy batch norm sizes itself without batch statistics) on the
-    device the model lives on; a model that cannot take ``size`` is one line.
-    """
-    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+def first_forward(model: nn.Module, *args: Any, **kwargs: Any) -> None:
+    """The forward pass that sizes lazy modules, in eval mode (a lazy batch norm sizes itself without
+    batch statistics) and without gradients; the model's mode is restored."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, *size, device=device))
+            model(*args, **kwargs)
+    finally:
+        model.train(was_training)
+
+
+def size_lazy(model: nn.Module, size: Sequence[int], label: str) -> None:
+    """Size ``model``'s lazy modules on one zero sample of C x H x W ``size``, on the model's device;
+    a model that cannot take ``size`` is one line."""
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+    try:
+        first_forward(model, torch.zeros(1, *size, device=device))
     except (RuntimeError, ValueError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnlabError(f"{label} cannot run on input {fmt_shape(size)}: {first}") from None
-    finally:
-        model.train(was_training)
 
 
 def _probe_model(model: nn.Module, size: Sequence[int]) -> tuple[nn.Module, str]:
