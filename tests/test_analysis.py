@@ -305,7 +305,10 @@ def test_untraceable_model_falls_back_to_counting_operators_and_says_so() -> Non
     assert "seed 0" in report.limitation and "another input may take another branch" in report.limitation
     assert report.macs == 4 * 6 * 6 * 9
     assert report.unknown == {"receptive_field": "the graph was not traced: the forward pass was counted operator "
-                                                 "by operator, which does not show the branches a field follows"}
+                                                 "by operator, which does not show the branches a field follows",
+                              "weighted_depth": "the graph was not traced: operators between modules are counted "
+                                                "together, which hides how many weighted layers a path holds"}
+    assert report.weighted_depth is None
 
 
 class BranchyFunctional(nn.Module):

@@ -265,7 +265,7 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
         layers=records, params=total_params, trainable_params=trainable_params,
         macs=None if "macs" in unknown else sum(r.macs or 0 for r in records),
         flops=None if "flops" in unknown else sum(r.flops or 0 for r in records), activation_bytes=activation_bytes,
-        weighted_depth=depth.get(out.name, 0) if out else 0, memory=memory, unsupported=unsupported,
+        weighted_depth=None if "weighted_depth" in unknown else depth.get(out.name, 0) if out else 0, memory=memory, unsupported=unsupported,
         misaligned=misaligned, receptive_field=rf, unknown=unknown, has_map=spatial, params_outside_graph=outside,
     )
 
@@ -329,7 +329,10 @@ def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, Fi
     if no_flops:
         unknown["flops"] = f"no FLOP rate for {_names(no_flops)}"
     output = records[-1] if records else None
-    if output is not None and depth.get(output.name, 0) is None:
+    if trace.method != "fx":
+        unknown["weighted_depth"] = ("the graph was not traced: operators between modules are counted together, "
+                                     "which hides how many weighted layers a path holds")
+    elif output is not None and depth.get(output.name, 0) is None:
         unknown["weighted_depth"] = (f"no counting rule for {_names(no_macs)}, which may hold weighted layers "
                                      "on the way to the output")
     if not spatial:
