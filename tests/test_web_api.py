@@ -636,8 +636,11 @@ def test_real_server_keeps_answering_after_bad_requests(live: str) -> None:
 
 
 def test_cli_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    # Ctrl-C as a terminal sends it, whatever this process inherited: a suite started in the
+    # background of a script has SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "cnnlab.cli", "serve", "--port", "0", "--runs", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # A bounded wait for the first line, so a server that never prints fails instead of hanging.
         assert select.select([proc.stdout], [], [], WAIT_S)[0], "no address line on stdout"
