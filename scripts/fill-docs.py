@@ -87,6 +87,10 @@ def _cpu_description() -> str:
     return f"{machine['cpu']}, {feature}" + (" without AMX" if feature == "AVX512-BF16" else "")
 
 
+def _alloc(model: str) -> dict[str, Any]:
+    return next(r for r in results("allocator")["rows"] if r["case"].startswith(model))
+
+
 def _epochs(n: int) -> dict[str, Any]:
     return next(r for r in results("main_job_epochs")["rows"] if r["epochs"] == n)
 
@@ -333,6 +337,15 @@ VALUES: dict[str, Callable[[], str]] = {
     "main-job.rest": lambda: f"{_main_job('wall_seconds') - _main_job('import_torch_seconds') - _main_job('import_dynamo_seconds') - _main_job('epochs_seconds'):.1f}",
     "train.cpu-name": lambda: _cpu_description(),
     "epochs.seeds": lambda: f"{len(_epochs(4)['seeds'])}",
+    "alloc.repeats": lambda: f"{results('allocator')['repeats']}",
+    "alloc.lenet-glibc": lambda: f"{_alloc('lenet5')['glibc_images_per_s']:,}",
+    "alloc.lenet-kept": lambda: f"{_alloc('lenet5')['kept_images_per_s']:,}",
+    "alloc.lenet-glibc-faults": lambda: f"{_alloc('lenet5')['glibc_page_faults']:,}",
+    "alloc.lenet-kept-faults": lambda: f"{_alloc('lenet5')['kept_page_faults']:,}",
+    "alloc.resnet-glibc": lambda: f"{_alloc('resnet20')['glibc_images_per_s']:,}",
+    "alloc.resnet-kept": lambda: f"{_alloc('resnet20')['kept_images_per_s']:,}",
+    "alloc.resnet-glibc-faults": lambda: f"{_alloc('resnet20')['glibc_page_faults']:,}",
+    "alloc.resnet-kept-faults": lambda: f"{_alloc('resnet20')['kept_page_faults']:,}",
     "epochs.3-range": lambda: _epochs_range(3),
     "epochs.4-range": lambda: _epochs_range(4),
     "epochs.saving": lambda: f"{_epochs(4)['mean_fit_seconds'] - _epochs(3)['mean_fit_seconds']:.0f}",

@@ -30,6 +30,7 @@ from cnnlab.checkpoint import checkpoint_payload, load_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import RunDir
 from cnnlab.shapes import fmt_shape
+from cnnlab.train.allocator import give_back, keep_memory
 from cnnlab.train.config import TrainConfig, config_from_dict
 from cnnlab.train.distributed import DistEnv, all_reduce_sum, barrier, init_distributed, shutdown
 from cnnlab.train.precision import Precision, resolve
@@ -368,6 +369,7 @@ def fit(cfg: TrainConfig, resume: str | Path | None = None, on_step: Callable[[i
             raise
         finally:
             torch.set_num_threads(threads)
+            give_back()  # the memory the run kept for its steps
             shutdown(env)
     finally:
         if run is not None:
@@ -389,6 +391,7 @@ def _open_run(cfg: TrainConfig, env: DistEnv, overwrite: bool) -> tuple[RunDir, 
 def _fit(cfg: TrainConfig, device: torch.device, env: DistEnv, run: RunDir, ckpt: dict[str, Any] | None,
          note: str | None, on_step: Callable[[int], bool] | None, quiet: bool) -> RunResult:
     t_start = time.perf_counter()
+    keep_memory()  # each step's blocks stay in the process, rather than faulted in again every step
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if cfg.deterministic:
