@@ -109,7 +109,7 @@ def test_lazy_layers_in_user_code_are_sized_by_the_input_where_the_command_has_o
     # by hand: conv 4x1x3x3 + 4 biases, batch norm 4 scales + 4 shifts, linear 10 x (4 x 26 x 26) + 10
     assert json.loads(out)["totals"]["params"] == (36 + 4) + (4 + 4) + (10 * 4 * 26 * 26 + 10) == 27_098
     code, out, err = cli("inspect", spec, "--input", "1x2x2")  # too small for its 3x3: one line, not a traceback
-    assert code == 2 and err.startswith(f"cnnlab: error: {spec} cannot run on input 1x2x2: ") and "\n" == err[-1:]
+    assert code == 2 and err.startswith(f"cnnlab: error: {spec} cannot run on input 1x2x2: ") and err[-1:] == "\n"
     assert err.count("\n") == 1
     code, out, err = cli("viz", "rf", spec, "--input", "1x28x28", "--out", str(tmp_path / "r.png"), "--json")
     assert code == 0, err

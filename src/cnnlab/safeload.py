@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 
 __all__ = ["safe_torch_load"]
 
@@ -28,11 +28,6 @@ def _imports_objects(path: Path) -> bool:
                        for op, _, _ in pickletools.genops(fh))
     except Exception:  # not a pickle at all: plainly damaged
         return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def safe_torch_load(path: str | Path, what: str = "file", fix: str = "check the path") -> Any:
@@ -60,4 +55,4 @@ def safe_torch_load(path: str | Path, what: str = "file", fix: str = "check the 
             ) from None
         raise CnnlabError(f"{path} is damaged or not a PyTorch {what}") from None
     except Exception as exc:  # any parse failure of an untrusted file is the file's fault, not a bug
-        raise CnnlabError(f"{path} is damaged or not a PyTorch {what} ({_first_line(exc)})") from None
+        raise CnnlabError(f"{path} is damaged or not a PyTorch {what} ({first_line(exc)})") from None

@@ -23,7 +23,7 @@ from cnnlab.analysis.receptive import FieldState, propagate, standard_axes
 from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Report
 from cnnlab.analysis.rules import SAME, OpInfo, rule_for
 from cnnlab.analysis.trace import VIEW_OPS, Node, trace_model
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 from cnnlab.models.inputs import first_forward, lazy_error, lazy_tensors
 from cnnlab.shapes import ReceptiveField, fmt_shape
 
@@ -144,7 +144,7 @@ def _analyze(model: nn.Module, model_or_name: nn.Module | str, label: str, specs
                 if model_or_name in list_models():
                     known = model_info(model_or_name).default_input[-1]
             check_input(model, size, label, known_side=known)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         given = ", ".join(s.text for s in specs)
         raise CnnlabError(f"{label} cannot run on input {given}: {first}") from None
     return _build_report(model, label, specs, batch, trace, optimizer, measure)

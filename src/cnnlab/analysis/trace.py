@@ -32,6 +32,7 @@ from cnnlab.analysis.inputs import (
     example_tensors,
     parse_inputs,
 )
+from cnnlab.errors import first_line
 
 __all__ = ["SHAPE_PRESERVING", "Node", "Trace", "trace_model"]
 
@@ -438,7 +439,7 @@ def trace_model(model: nn.Module, inputs: Sequence[int] | Sequence[InputSpec], b
     try:
         return _fx_trace(model, specs, batch)
     except (torch.fx.proxy.TraceError, TypeError, NotImplementedError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         return _hook_trace(model, specs, batch, reason[:160])
 
 

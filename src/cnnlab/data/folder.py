@@ -21,7 +21,7 @@ import torch.utils.data
 
 from cnnlab.data.augment import IMAGENET_PCA, Augment, BatchAugment
 from cnnlab.data.loader import _AUG, _PERM, _WORKERS, chunk, epoch_order, mix_seed, shard_plan
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -176,7 +176,7 @@ class FolderDataset(torch.utils.data.Dataset):
             with Image.open(path) as im:
                 return to_uint8(im, 3 if self.channels == 3 else 1)
         except Exception as exc:  # decoders raise RuntimeError, OSError, ValueError, ...
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc)
             raise CnnlabError(
                 f"cannot decode image {path} ({msg}): remove or replace the file"
             ) from None

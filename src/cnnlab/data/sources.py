@@ -28,7 +28,7 @@ from cnnlab.data.formats import (
     read_idx_split,
     read_mnist_pickle,
 )
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 
 __all__ = ["DATASETS", "FASHION_CLASSES", "data_roots", "dataset_key", "load_dataset", "user_cache"]
 
@@ -286,7 +286,7 @@ def _raw_cifar(name: str, root: Path | None, download: bool):
 
             getattr(tvd, tv_class)(str(target), train=True, download=True)
         except Exception as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc)
             raise CnnlabError(
                 f"{title} download into {target} failed ({msg}): download it from {_CIFAR_URL} "
                 f"on a machine with the internet and unpack {dirname} into {target}"

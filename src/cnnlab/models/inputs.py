@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 from cnnlab.shapes import fmt_shape
 
 __all__ = ["check_input", "first_forward", "lazy_error", "lazy_tensors", "size_lazy", "smallest_input"]
@@ -62,7 +62,7 @@ def size_lazy(model: nn.Module, size: Sequence[int], label: str) -> None:
     try:
         first_forward(model, torch.zeros(1, *size, device=device))
     except (RuntimeError, ValueError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CnnlabError(f"{label} cannot run on input {fmt_shape(size)}: {first}") from None
 
 
@@ -221,7 +221,7 @@ def check_input(model: nn.Module, input_size: Sequence[int], model_name: str | N
     if exc is None:
         return
     side = _smallest_side(model, size[0], known_side, training)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     first = re.sub(r"\s+", " ", first)
     where = f"layer '{layer}'"
     if layer_input is not None:
