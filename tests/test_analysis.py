@@ -358,6 +358,45 @@ def test_a_torchscript_module_is_counted_by_its_operators() -> None:
     assert "TorchScript" in report.limitation
 
 
+class SamePadConv(nn.Conv2d):
+    """A convolution that pads its input to keep the size, in a forward of its own (as timm's Conv2dSame)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size[0]
+        return F.conv2d(F.pad(x, (k // 2, k // 2, k // 2, k // 2)), self.weight, self.bias)
+
+
+class SamePadPool(nn.MaxPool2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(F.pad(x, (1, 1, 1, 1)), self.kernel_size, self.stride)
+
+
+class OwnForwards(nn.Module):
+    """Subclasses of torch.nn layers with forwards of their own, behind a branch torch.fx cannot follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = SamePadConv(3, 8, 5)
+        self.pool = SamePadPool(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.pool(y) if y.sum() > -1e9 else y
+
+
+def test_a_layer_subclass_with_its_own_forward_is_counted_by_what_it_runs() -> None:
+    model = OwnForwards()
+    report = analyze(model, (3, 16, 16))
+    assert report.method == "operators"
+    # by hand: the padded 20x20 input gives a 16x16 map (the conv's own padding=0 would give 12x12);
+    # the pool sees 18x18 padded, 3x3 windows at stride 2: 8x8 outputs, 9 comparisons each
+    conv = 8 * 16 * 16 * 3 * 25
+    assert report.macs == conv == _torch_macs(model, torch.randn(1, 3, 16, 16))
+    by_name = {r.name: r for r in report.layers}
+    assert by_name["pool"].flops == 8 * 8 * 8 * 9
+    assert by_name["conv"].flops == 2 * conv  # 2 per MAC; the bias, inside the convolution, is not counted
+
+
 def test_a_network_with_torchscript_inside_is_counted_by_its_operators(cli, tmp_path: Path) -> None:
     class Partly(nn.Module):
         def __init__(self) -> None:

@@ -4,8 +4,8 @@ Every ATen operator a node dispatches is seen by a ``TorchDispatchMode``, on met
 well as real ones. MACs come from torch's own FLOP formulas (``torch.utils.flop_counter``: the
 matrix products and convolutions, ``mm``, ``bmm``, ``addmm``, ``baddbmm``, convolution,
 scaled dot-product attention), halved. FLOPs follow the analyzer's rates: 2 per MAC, 1 per
-output element of a pointwise operator, 1 per input element of a reduction, softmax 1 and
-layer/batch/group norm 2 per element; memory operators (views, copies, concatenation,
+output element of a pointwise operator, 1 per input element of a reduction, 1 per window
+element per output of a pooling window, softmax 1 and layer/batch/group norm 2 per element; memory operators (views, copies, concatenation,
 padding, indexing, creation) cost 0. An operator outside these classes leaves the node's FLOPs
 unknown and is named; its MACs stay exact, since every operator that multiplies and
 accumulates is in torch's table.
@@ -13,6 +13,7 @@ accumulates is in torch's table.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,11 @@ _PER_ELEMENT = {_aten._softmax: 1, _aten._log_softmax: 1, _aten.softmax: 1, _ate
                 _aten.native_group_norm: 2, _aten.upsample_nearest2d: 1, _aten.upsample_bilinear2d: 1,
                 _aten._upsample_bilinear2d_aa: 1, _aten.upsample_nearest1d: 1, _aten.upsample_nearest3d: 1}
 _MEMORY_POINTWISE = {_aten.clone, _aten.copy_, _aten._to_copy, _aten.where, _aten.masked_fill}
+# Windowed pooling, by the number of spatial axes: 1 FLOP per window element per output, as the
+# pooling modules' own rule counts.
+_POOLS = {_aten.max_pool1d: 1, _aten.max_pool1d_with_indices: 1, _aten.avg_pool1d: 1, _aten.max_pool2d: 2,
+          _aten.max_pool2d_with_indices: 2, _aten.avg_pool2d: 2, _aten.max_pool3d: 3,
+          _aten.max_pool3d_with_indices: 3, _aten.avg_pool3d: 3}
 
 
 @dataclass
@@ -116,6 +122,10 @@ class _Counter(TorchDispatchMode):
             return out
         if packet in _PER_ELEMENT:
             cost = _PER_ELEMENT[packet] * _first_numel(out)
+        elif packet in _POOLS:
+            nd, kernel = _POOLS[packet], list(args[1])
+            window = math.prod(kernel) if len(kernel) == nd else kernel[0] ** nd  # [k] means k on every axis
+            cost = window * _first_numel(out)
         elif torch.Tag.pointwise in func.tags:
             cost = _first_numel(out)
         elif torch.Tag.reduction in func.tags:

@@ -378,6 +378,8 @@ def _pad_step(pads: tuple[int, ...], nd: int) -> RFStep:
     """Pads given last dimension first, (before, after) each, as F.pad takes them."""
     pairs = [(pads[i], pads[i + 1]) for i in range(0, len(pads), 2)]
     spatial = list(reversed(pairs[:nd])) + [(0, 0)] * (nd - len(pairs[:nd]))
+    if not all(isinstance(p, int) for pair in spatial for p in pair):
+        return UNKNOWN  # amounts the rules cannot see
     if all(p == (0, 0) for p in spatial):
         return SAME
     if len(pairs) > nd or any(b < 0 or a < 0 for b, a in spatial):
@@ -476,9 +478,17 @@ def _is_attention(node: Node) -> bool:
         node.kind == "function" and node.target is F.scaled_dot_product_attention)
 
 
+def _torch_forward(m: nn.Module) -> bool:
+    """Whether ``m`` runs the forward of the torch.nn class it derives from, the one a module rule
+    describes. A subclass with a forward of its own (timm's Conv2dSame pads its input first) is
+    counted by the operators it runs instead."""
+    base = next((c for c in type(m).__mro__ if c.__module__.startswith("torch.nn.")), None)
+    return base is not None and base is not nn.Module and type(m).forward is base.forward
+
+
 def _own_rule(node: Node) -> OpInfo:
     if node.kind == "module":
-        if not node.input_shapes:
+        if not node.input_shapes or not _torch_forward(node.target):
             return OpInfo(type(node.target).__name__, supported=False, rf=UNKNOWN)
         return _module_rule(node.target, node)
     if node.kind == "function":

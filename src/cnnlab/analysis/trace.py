@@ -98,15 +98,6 @@ def _to_meta(t: torch.Tensor) -> torch.Tensor:
     return t if t.device.type == "meta" else torch.empty_like(t, device="meta")
 
 
-def _plain(value: Any) -> Any:
-    """Non-tensor argument values (node references become their names)."""
-    if isinstance(value, torch.fx.Node):
-        return value.name
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    return value
-
-
 _BINARY = {operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, torch.add,
            torch.sub, torch.mul}
 
@@ -252,6 +243,18 @@ class _MetaInterpreter(torch.fx.Interpreter):
         value = super().get_attr(target, args, kwargs)
         return _to_meta(value) if isinstance(value, torch.Tensor) else value
 
+    def _concrete(self, value: Any) -> Any:
+        """An argument as the rules see it: a number the graph computed (a pad from the input's
+        size, say) as that number, a tensor as its node's name."""
+        if isinstance(value, torch.fx.Node):
+            computed = self.values.get(value.name)
+            return computed if isinstance(computed, (bool, int, float)) else value.name
+        if isinstance(value, slice):
+            return slice(self._concrete(value.start), self._concrete(value.stop), self._concrete(value.step))
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._concrete(v) for v in value)
+        return value
+
     def run_node(self, n: torch.fx.Node) -> Any:
         self.count = None
         result = super().run_node(n)
@@ -287,8 +290,8 @@ class _MetaInterpreter(torch.fx.Interpreter):
             output_shapes=_shapes(result),
             dtype=_first_dtype(result),
             scope=scope,
-            args=tuple(_plain(a) for a in n.args),
-            kwargs={k: _plain(v) for k, v in n.kwargs.items()},
+            args=tuple(self._concrete(a) for a in n.args),
+            kwargs={k: self._concrete(v) for k, v in n.kwargs.items()},
             aten=self.count,
         ))
         return result
