@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cnnlab.atomic import atomic_write
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 from cnnlab.limits import MAX_CHANNELS, MAX_SIDE
 from cnnlab.safeload import safe_torch_load
 
@@ -184,6 +184,5 @@ def build_from_checkpoint(ckpt: dict[str, Any], path: str | Path | None) -> nn.M
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CnnlabError(f"{path}: the weights do not fit model {spec['name']!r} ({first})") from None
+        raise CnnlabError(f"{path}: the weights do not fit model {spec['name']!r} ({first_line(exc)})") from None
     return model

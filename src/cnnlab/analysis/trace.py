@@ -335,11 +335,8 @@ def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason
     given, _defaults = bind_inputs(model, specs)
     names = list(given)
 
-    def call(device: str, count: int, generator: torch.Generator | None = None) -> tuple[list[Any], dict[str, Any]]:
-        return example_call(given, count, device, generator)
-
     try:
-        records, out = _hooked_forward(model, *call("meta", batch), meta=True)
+        records, out = _hooked_forward(model, *example_call(given, batch, "meta"), meta=True)
         how = "one forward pass on meta tensors"
     except (RuntimeError, NotImplementedError):
         real = model
@@ -351,7 +348,8 @@ def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason
                 generator = torch.Generator().manual_seed(SEED)
                 for p in real.parameters():
                     p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
-        records, out = _hooked_forward(real, *call("cpu", 1, torch.Generator().manual_seed(SEED)), meta=False)
+        records, out = _hooked_forward(real, *example_call(given, 1, "cpu", torch.Generator().manual_seed(SEED)),
+                                      meta=False)
         for rec in records:  # shapes and counts of one sample, scaled to the requested batch
             rec.input_shapes = [(batch, *s[1:]) for s in rec.input_shapes]
             rec.output_shapes = [(batch, *s[1:]) for s in rec.output_shapes]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 
 __all__ = [
     "find_idx",
@@ -252,7 +252,7 @@ def read_csv_digits(path: Path, side: int = 28) -> tuple[torch.Tensor, torch.Ten
     try:
         table = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.int64, ndmin=2)
     except ValueError as exc:
-        raise CnnlabError(f"{path} is not a {what} ({str(exc).splitlines()[0]})") from None
+        raise CnnlabError(f"{path} is not a {what} ({first_line(exc)})") from None
     if (
         table.shape[1] != side * side + 1
         or table[:, :-1].min(initial=0) < 0
