@@ -346,6 +346,49 @@ def test_the_fallback_counts_functional_operations_as_torch_does_and_the_same_ev
     assert batched.macs == 4 * first.macs
 
 
+class KeepsWhatItSaw(nn.Module):
+    """Like torchvision's anchor generator: forward stores a tensor on the device of its input, then
+    selects with a data-dependent operator (torch.nonzero), which meta tensors cannot run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.anchors = [torch.arange(4.0)]  # a plain attribute, not a buffer
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.anchors = [a.to(x.device) for a in self.anchors]
+        y = self.conv(x)
+        keep = torch.nonzero(y.flatten() > -1e9).flatten()  # every position, as a data-dependent index
+        return y.flatten()[keep] + self.anchors[0].sum()
+
+
+def test_analysing_a_model_leaves_it_as_it_was_even_when_its_forward_keeps_state() -> None:
+    model = KeepsWhatItSaw()
+    report = analyze(model, (1, 8, 8))
+    # The meta pass cannot run torch.nonzero; the real pass that follows must not see meta anchors
+    # left by the first, and the caller's model comes back unchanged.
+    assert report.method == "operators"
+    assert report.macs == 4 * 6 * 6 * 9
+    assert model.anchors[0].device.type == "cpu" and model.calls == 0
+    assert model(torch.zeros(1, 1, 8, 8)).shape == (4 * 6 * 6,)
+
+
+def test_a_meta_model_whose_forward_needs_values_is_told_so_not_blamed_on_its_input() -> None:
+    from cnnlab.models.inputs import check_input
+
+    check_input(KeepsWhatItSaw(), (1, 8, 8))  # real weights: probed on the CPU, it fits
+    with torch.device("meta"):
+        model = KeepsWhatItSaw()
+    why = r"KeepsWhatItSaw's forward needs the values of its tensors .*torch.nonzero.* build it with its weights on the CPU"
+    with pytest.raises(CnnlabError, match=why):
+        check_input(model, (1, 8, 8))
+    # Its anchors were made on the meta device too, so no real pass can run it: the analyzer says the same.
+    with pytest.raises(CnnlabError, match=why):
+        analyze(model, (1, 8, 8))
+
+
 def test_a_torchscript_module_is_counted_by_its_operators() -> None:
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
     with warnings.catch_warnings():

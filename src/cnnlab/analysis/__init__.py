@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.analysis.aten import UNRATED
 from cnnlab.analysis.inputs import InputSpec, bind_inputs, example_call, parse_inputs
 from cnnlab.analysis.receptive import FieldState, propagate, standard_axes
 from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Report
@@ -327,7 +328,11 @@ def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, Fi
         unknown["macs"] = f"no counting rule for {_names(no_macs)}"
     no_flops = [r for r in records if r.flops is None]
     if no_flops:
-        unknown["flops"] = f"no FLOP rate for {_names(no_flops)}"
+        # A record counted operator by operator names the operators that have no rate (sorting, NMS)
+        # where they are not the record's own.
+        unrated = [op for r in no_flops for line in r.explain if line.startswith(UNRATED)
+                   for op in line.removeprefix(UNRATED).split(", ") if op not in (r.name, r.op)]
+        unknown["flops"] = f"no FLOP rate for {_names(no_flops)}" + (f": {', '.join(unrated)}" if unrated else "")
     output = records[-1] if records else None
     if trace.method != "fx":
         unknown["weighted_depth"] = ("the graph was not traced: operators between modules are counted together, "

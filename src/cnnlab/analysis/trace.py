@@ -336,11 +336,12 @@ def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason
     names = list(given)
 
     try:
-        records, out = _hooked_forward(model, *example_call(given, batch, "meta"), meta=True)
-        how = "one forward pass on meta tensors"
+        records, out = _hooked_forward(_working_copy(model), *example_call(given, batch, "meta"), meta=True)
+        how, caveat = "one forward pass on meta tensors", ""
     except (RuntimeError, NotImplementedError):
         real = model
-        if any(p.device.type == "meta" for p in model.parameters()):
+        drawn = any(p.device.type == "meta" for p in model.parameters())
+        if drawn:
             import copy
 
             real = copy.deepcopy(model).to_empty(device="cpu")
@@ -348,16 +349,18 @@ def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason
                 generator = torch.Generator().manual_seed(SEED)
                 for p in real.parameters():
                     p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
-        records, out = _hooked_forward(real, *example_call(given, 1, "cpu", torch.Generator().manual_seed(SEED)),
+        records, out = _hooked_forward(_working_copy(real), *example_call(given, 1, "cpu",
+                                                                            torch.Generator().manual_seed(SEED)),
                                       meta=False)
         for rec in records:  # shapes and counts of one sample, scaled to the requested batch
             rec.input_shapes = [(batch, *s[1:]) for s in rec.input_shapes]
             rec.output_shapes = [(batch, *s[1:]) for s in rec.output_shapes]
             if rec.aten is not None:
                 rec.aten.scale(batch)
-        how = (f"one real forward pass on the CPU of an N(0, 1) sample drawn with seed {SEED}, its counts "
-               f"multiplied by the batch; Python control flow followed that sample, another input may take "
-               f"another branch")
+        how = (f"one real forward pass on the CPU, of an N(0, 1) sample drawn with seed {SEED}"
+               f"{' and random weights (the model has none)' if drawn else ''}, its counts multiplied by the batch,")
+        caveat = ("; Python control flow and any selection by value (thresholds, non-maximum suppression) "
+                  "followed that sample: another input may take another branch")
     out_shapes = [(batch, *s[1:]) for s in _shapes(out)[:1]]
     heads = [Node(name, "input", name, [], [], [(batch, *spec.shape)], spec.dtype, "") for name, spec in given.items()]
     first = names[0] if names else "x"
@@ -368,7 +371,7 @@ def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason
     return Trace([*heads, *records, tail], "operators",
                  f"torch.fx could not trace the model ({reason}); every operator of {how} was counted, per leaf "
                  "module, with the operations between modules in one record; the graph's branches are not "
-                 "seen, so receptive fields are not analysed")
+                 f"seen, so receptive fields are not analysed{caveat}")
 
 
 def _hooked_forward(model: nn.Module, args: list[Any], kwargs: dict[str, Any], meta: bool) -> tuple[list[Node], Any]:
@@ -438,10 +441,26 @@ def trace_model(model: nn.Module, inputs: Sequence[int] | Sequence[InputSpec], b
         return _hook_trace(model, specs, batch, f"TorchScript inside it ({', '.join(outer[:3])}) has no Python "
                                                 "code to trace")
     try:
-        return _fx_trace(model, specs, batch)
+        return _fx_trace(_working_copy(model), specs, batch)
     except (torch.fx.proxy.TraceError, TypeError, NotImplementedError) as exc:
-        reason = first_line(exc)
+        reason = first_line(exc).split(". ")[0].rstrip(".")  # its first sentence: the rest is torch's advice
         return _hook_trace(model, specs, batch, reason[:160])
+
+
+def _working_copy(model: nn.Module) -> nn.Module:
+    """``model``'s modules and Python attributes copied, its parameters and buffers shared (nothing is
+    allocated for them). Tracing runs the model's own Python code on proxies and meta tensors, and
+    that code may keep what it computes (torchvision's anchor generator stores its anchors on the
+    device of the input it last saw): on the copy, the caller's model comes out as it went in."""
+    import copy
+
+    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+        return model  # compiled code keeps nothing in Python attributes, and copies its own way
+    memo: dict[int, Any] = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception:  # an attribute that cannot be copied (a lock, a handle): trace the model itself
+        return model
 
 
 # Operations that only re-label memory: no arithmetic, no new activation.
