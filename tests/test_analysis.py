@@ -389,6 +389,35 @@ def test_a_meta_model_whose_forward_needs_values_is_told_so_not_blamed_on_its_in
         analyze(model, (1, 8, 8))
 
 
+def test_wrappers_that_only_hand_their_input_on_are_analysed_as_the_network_inside() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(), nn.Linear(8 * 12 * 12, 10))
+    plain = analyze(net, (3, 16, 16))
+    assert plain.method == "fx" and plain.receptive_field["size"] == [5, 5]
+    for wrapped in (nn.DataParallel(net), torch.compile(net), nn.DataParallel(torch.compile(net))):
+        report = analyze(wrapped, (3, 16, 16))  # nothing is compiled: the wrapper is looked through
+        assert report.model == "Sequential" and report.method == "fx"
+        assert (report.params, report.macs, report.flops, report.receptive_field) == \
+            (plain.params, plain.macs, plain.flops, plain.receptive_field)
+        assert [r.name for r in report.layers] == [r.name for r in plain.layers]
+
+
+def test_profiler_markers_cost_nothing_and_leave_the_flops_known() -> None:
+    class Marked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # not traceable: counted operator by operator, markers included
+                x = -x
+            with torch.profiler.record_function("conv"):
+                return self.conv(x)
+
+    report = analyze(Marked(), (1, 8, 8))
+    assert report.method == "operators" and report.macs == 4 * 6 * 6 * 9
+    assert report.flops is not None and "flops" not in report.unknown
+
+
 def test_a_torchscript_module_is_counted_by_its_operators() -> None:
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
     with warnings.catch_warnings():

@@ -58,13 +58,15 @@ def _module_params(module: nn.Module) -> tuple[int, int]:
 
 
 def _resolve(model_or_name: nn.Module | str, model_kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+    from cnnlab.models.source import build_on_meta, unwrap
+
     if isinstance(model_or_name, nn.Module):
         if model_kwargs:
             raise CnnlabError("model options apply to a model name, not to a model object")
-        return model_or_name, type(model_or_name).__name__
-    from cnnlab.models.source import build_on_meta
+        model = unwrap(model_or_name)  # the network a DataParallel or torch.compile wrapper runs
+        return model, type(model).__name__
 
-    return build_on_meta(model_or_name, model_kwargs), model_or_name
+    return unwrap(build_on_meta(model_or_name, model_kwargs)), model_or_name
 
 
 def analyze(
@@ -330,8 +332,8 @@ def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, Fi
     if no_flops:
         # A record counted operator by operator names the operators that have no rate (sorting, NMS)
         # where they are not the record's own.
-        unrated = [op for r in no_flops for line in r.explain if line.startswith(UNRATED)
-                   for op in line.removeprefix(UNRATED).split(", ") if op not in (r.name, r.op)]
+        unrated = list(dict.fromkeys(op for r in no_flops for line in r.explain if line.startswith(UNRATED)
+                                     for op in line.removeprefix(UNRATED).split(", ") if op not in (r.name, r.op)))
         unknown["flops"] = f"no FLOP rate for {_names(no_flops)}" + (f": {', '.join(unrated)}" if unrated else "")
     output = records[-1] if records else None
     if trace.method != "fx":

@@ -40,6 +40,8 @@ _FREE = {
     _aten.split_with_sizes, _aten.chunk, _aten.one_hot, _aten.tril, _aten.triu, _aten.pixel_shuffle,
     _aten.channel_shuffle, _aten.native_channel_shuffle, _aten.max_unpool2d, _aten.max_unpool3d,
     _aten.embedding, _aten._unsafe_view, _aten.alias, _aten.rand, _aten.randn, _aten.rand_like, _aten.randn_like,
+    # torch.profiler.record_function's markers (DataParallel's forward sets one): no arithmetic
+    torch.ops.profiler._record_function_enter_new, torch.ops.profiler._record_function_exit,
 }
 # Operators at a stated rate per output element (softmax) or per element (norms: scale and shift).
 _PER_ELEMENT = {_aten._softmax: 1, _aten._log_softmax: 1, _aten.softmax: 1, _aten.log_softmax: 1,

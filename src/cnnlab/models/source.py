@@ -15,7 +15,21 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["build_on_meta", "build_user_model", "load_user_object", "parse_options"]
+__all__ = ["build_on_meta", "build_user_model", "load_user_object", "parse_options", "unwrap"]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside the wrappers that only hand their input on: ``nn.DataParallel``,
+    ``DistributedDataParallel`` and the module ``torch.compile`` returns (recognised by name, so
+    that asking does not import the compiler)."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif (type(model).__name__ == "OptimizedModule" and type(model).__module__.startswith("torch._dynamo")
+              and isinstance(getattr(model, "_orig_mod", None), nn.Module)):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def _value(text: str) -> Any:

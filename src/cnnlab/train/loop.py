@@ -226,11 +226,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    return getattr(model, "_orig_mod", model)  # torch.compile
-
-
 class _StopFlag:
     """Set by SIGINT/SIGTERM; the loop stops at the next step boundary and saves its state."""
 
