@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,75 @@ def test_export_of_a_checkpoint_and_bad_requests(tmp_path: Path, cli) -> None:
     assert code == 2 and "unknown model 'nosuchnet'" in err
     code, _, err = cli("export", str(tmp_path / "missing.pt"), "--format", "onnx")
     assert code == 2 and "does not exist" in err
+
+
+USER_MODELS = """
+import torch
+from torch import nn
+
+
+class TwoHeads(nn.Module):  # a segmentation network's output: a dict of maps
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Conv2d(3, 4, 3, padding=1)
+        self.out, self.aux = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        y = self.body(x).relu()
+        return {"out": self.out(y), "aux": self.aux(y)}
+
+
+class Clip(nn.Module):  # a video network: C x T x H x W
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3, 4)))
+
+
+class Counts(nn.Module):  # returns a Python number: no exporter can trace it
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return int((self.conv(x) > 0).sum())
+"""
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_export_checks_every_output_of_a_dict_and_takes_video_clips(tmp_path: Path, cli, fmt: str) -> None:
+    (tmp_path / "nets.py").write_text(USER_MODELS)
+    for name, size, outputs in (("TwoHeads", "3x16x16", [[1, 2, 16, 16], [1, 2, 16, 16]]),
+                                ("Clip", "3x4x16x16", [[1, 5]])):
+        out = tmp_path / f"{name}.{fmt}"
+        code, stdout, err = cli("export", f"{tmp_path / 'nets.py'}:{name}", "--format", fmt, "--input", size,
+                                "--out", str(out), "--json")
+        assert code == 0, err
+        doc = json.loads(stdout)
+        assert doc["verified"] and doc["input_shape"] == [1, *map(int, size.split("x"))]
+        assert doc["max_abs_diff"] <= 1e-4 * max(doc["output_scale"], 1.0)
+        if fmt == "torchscript":  # the file gives back the same structure
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
+                loaded = torch.jit.load(str(out))
+            got = loaded(torch.zeros(1, *map(int, size.split("x"))))
+            shapes = [list(t.shape) for t in (got.values() if isinstance(got, dict) else [got])]
+            assert shapes == outputs
+
+
+def test_an_export_torch_cannot_make_is_one_line_and_writes_nothing(tmp_path: Path, cli) -> None:
+    (tmp_path / "nets.py").write_text(USER_MODELS)
+    code, _, err = cli("export", f"{tmp_path / 'nets.py'}:Counts", "--format", "torchscript", "--input", "3x8x8",
+                       "--out", str(tmp_path / "c.pt"))
+    assert code == 2 and err.splitlines()[-1].startswith("cnnlab: error: Counts's output holds no tensor")
+    code, _, err = cli("export", f"{tmp_path / 'nets.py'}:Clip", "--format", "onnx", "--input", "3x2x4x16x16",
+                       "--out", str(tmp_path / "c.onnx"))
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("cnnlab: error: Clip cannot run on input 3x2x4x16x16: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nets.py"]
 
 
 def test_models_command_lists_everything(cli) -> None:

@@ -29,3 +29,10 @@ def first_line(exc: BaseException) -> str:
     last = lines[-1]  # "RuntimeError: mat1 and mat2 shapes cannot be multiplied ..."
     kind, sep, rest = last.partition(": ")
     return rest if sep and kind.isidentifier() and kind.endswith("Error") else last
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says that memory ran out (torch's allocators and the C library word it differently)."""
+    text = str(exc).lower()
+    return (type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text
+            or "can't allocate memory" in text or "cannot allocate memory" in text)

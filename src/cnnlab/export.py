@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from cnnlab.atomic import atomic_write
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line, is_out_of_memory
 from cnnlab.shapes import fmt_shape
 
 __all__ = ["FORMATS", "ExportResult", "check_target", "export_model"]
@@ -58,39 +58,60 @@ class ExportResult:
         }
 
 
-def _write_onnx(model: nn.Module, example: torch.Tensor, tmp: Path) -> None:
-    # The exporter reports its progress on stdout; keep stdout for results (and --json) alone,
-    # and stderr for the one line a failure ends in.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+def _tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors of a model's output, in order, whatever holds them (a segmentation network's dict
+    of "out" and "aux", a tuple of heads)."""
+    from torch.utils._pytree import tree_flatten
+
+    return [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+
+
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes, which torch's exporter puts in its messages
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The first line of the innermost cause of an exporter's failure (its outer layers only say which
+    step failed), without colour codes, shortened to one readable line."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = _COLOUR.sub("", first_line(exc))
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, tmp: Path, outputs: int) -> None:
+    # The exporter reports its progress on stdout, and a failure with the whole graph on stderr (thousands
+    # of lines); keep stdout for results (and --json) alone, and stderr for the one line a failure ends in.
+    names = ["logits"] if outputs == 1 else None  # several outputs keep the names the exporter gives them
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
             # torch.export-based exporter (torch >= 2.5, needs onnxscript); batch stays dynamic.
             batch = torch.export.Dim("batch", min=1)
             torch.onnx.export(model, (example,), str(tmp), dynamo=True, input_names=["input"],
-                              output_names=["logits"], dynamic_shapes=({0: batch},), external_data=False)
+                              output_names=names, dynamic_shapes=({0: batch},), external_data=False)
         except TypeError:
-            torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["logits"])
+            torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=names)
 
 
-def _run_onnx(tmp: Path, example: torch.Tensor) -> torch.Tensor:
+def _run_onnx(tmp: Path, example: torch.Tensor) -> list[torch.Tensor]:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return torch.from_numpy(session.run(None, {name: example.numpy()})[0])
+    return [torch.from_numpy(a) for a in session.run(None, {name: example.numpy()})]
 
 
 def _write_torchscript(model: nn.Module, example: torch.Tensor, tmp: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still the TorchScript format
-        traced = torch.jit.trace(model, example)
+        traced = torch.jit.trace(model, example, strict=False)  # strict=False: dict and list outputs too
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)  # into memory: torch's C++ writer aborts the process on a full disk
     with tmp.open("wb") as fh:
         fh.write(buffer.getbuffer())
 
 
-def _run_torchscript(tmp: Path, example: torch.Tensor) -> torch.Tensor:
+def _run_torchscript(tmp: Path, example: torch.Tensor) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = torch.jit.load(str(tmp), map_location="cpu")
@@ -145,8 +166,17 @@ def export_model(
         announce()
     torch.manual_seed(0)
     example = torch.randn(1, *input_size)
-    with torch.no_grad():
-        expected = model(example)
+    try:
+        with torch.no_grad():
+            expected = _tensors(model(example))
+    except (RuntimeError, ValueError, IndexError, AssertionError, TypeError) as exc:
+        if is_out_of_memory(exc):
+            raise
+        raise CnnlabError(f"{type(model).__name__} cannot run on input {fmt_shape(input_size)}: "
+                          f"{first_line(exc)}") from None
+    if not expected:
+        raise CnnlabError(f"{type(model).__name__}'s output holds no tensor: there is nothing to check an "
+                          "exported file against")
     try:
         with atomic_write(path, path.suffix) as tmp:
             diff, scale = _write_and_check(model, fmt, tmp, example, expected, rebuild, metadata)
@@ -171,15 +201,23 @@ def check_target(out: str | Path, fmt: str) -> Path:
     return path
 
 
-def _write_and_check(model: nn.Module, fmt: str, tmp: Path, example: torch.Tensor, expected: torch.Tensor,
+def _write_and_check(model: nn.Module, fmt: str, tmp: Path, example: torch.Tensor, expected: list[torch.Tensor],
                      rebuild: Callable[[], nn.Module] | None, metadata: dict[str, str] | None) -> tuple[float, float]:
     """Write the file, load it back and compare outputs: (largest difference, output scale)."""
-    if fmt == "onnx":
-        _write_onnx(model, example, tmp)
-        got = _run_onnx(tmp, example)
-    elif fmt == "torchscript":
-        _write_torchscript(model, example, tmp)
-        got = _run_torchscript(tmp, example)
+    if fmt in ("onnx", "torchscript"):
+        try:
+            if fmt == "onnx":
+                _write_onnx(model, example, tmp, len(expected))
+                got = _run_onnx(tmp, example)
+            else:
+                _write_torchscript(model, example, tmp)
+                got = _tensors(_run_torchscript(tmp, example))
+        except OSError:
+            raise
+        except Exception as exc:  # the exporters raise many kinds; what they say is the cause
+            if is_out_of_memory(exc):
+                raise
+            raise CnnlabError(f"torch cannot write {type(model).__name__} as {fmt}: {_root_cause(exc)}") from None
     else:
         if rebuild is None:
             raise CnnlabError("a safetensors export needs a way to rebuild the model to check the file")
@@ -189,9 +227,13 @@ def _write_and_check(model: nn.Module, fmt: str, tmp: Path, example: torch.Tenso
         fresh = rebuild().eval()
         load_model(fresh, str(tmp))
         with torch.no_grad():
-            got = fresh(example)
-    diff = float((got - expected).abs().max())
-    scale = float(expected.abs().max())
+            got = _tensors(fresh(example))
+    if [tuple(t.shape) for t in got] != [tuple(t.shape) for t in expected]:
+        raise CnnlabError(
+            f"the exported {fmt} file gives outputs of shapes {', '.join(fmt_shape(t.shape) for t in got)} where "
+            f"the model gives {', '.join(fmt_shape(t.shape) for t in expected)}; nothing was written")
+    diff = max(float((g.float() - e.float()).abs().max()) if e.numel() else 0.0 for g, e in zip(got, expected, strict=True))
+    scale = max(float(e.float().abs().max()) if e.numel() else 0.0 for e in expected)
     if not diff <= _RTOL * max(scale, 1.0):
         raise CnnlabError(
             f"the exported {fmt} file disagrees with the model (largest difference {diff:.3g} at output "

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from cnnlab import __version__
 from cnnlab.cli.args import EXIT_USAGE, Parser
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, is_out_of_memory
 from cnnlab.limits import human_bytes
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         return _fail(_out_of_memory(""))
     except RuntimeError as exc:
-        if not _is_out_of_memory(exc):
+        if not is_out_of_memory(exc):
             raise
         return _fail(_out_of_memory(str(exc)))
     except KeyboardInterrupt:
@@ -137,12 +137,6 @@ def _os_error(exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
         return f"no such file or folder{where}: check the path"
     return f"{exc.strerror or exc}{where}: check the path and its permissions"
-
-
-def _is_out_of_memory(exc: RuntimeError) -> bool:
-    text = str(exc).lower()
-    return (type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text
-            or "can't allocate memory" in text or "cannot allocate memory" in text)
 
 
 def _out_of_memory(detail: str) -> str:

@@ -66,7 +66,8 @@ def _export(args: argparse.Namespace) -> None:
     size = input_of(src, args.input)
     model = src.build(size)
     known = src.default_input[-1] if src.default_input else None
-    check_input(model, size, src.name, known_side=known)
+    if len(size) == 3:  # an image; other inputs (video clips: CxTxHxW) are checked by running the model
+        check_input(model, size, src.name, known_side=known)
     stem = src.name if src.kind != "code" else src.name.rpartition(":")[2]
     target = check_target(args.out or f"{stem}{SUFFIX[args.format]}", args.format)
 
@@ -124,7 +125,7 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL_OR_CHECKPOINT", help="a registered model name or a cnnlab checkpoint")
     p.add_argument("--format", choices=FORMATS, required=True, help="onnx, torchscript or safetensors")
-    p.add_argument("--input", type=shape, default=None, help="example input CxHxW (default: the model's)")
+    p.add_argument("--input", type=shape, default=None, help="example input CxHxW, or CxTxHxW for a video network (default: the model's)")
     p.add_argument("--out", default=None, metavar="PATH", help="file to write (default: MODEL.onnx/.pt/.safetensors)")
     add_model_flags(p)
     add_output_flags(p, explain=False)
