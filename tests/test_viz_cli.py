@@ -51,12 +51,45 @@ def test_every_viz_command_writes_a_png(cli, tmp_path: Path) -> None:
         (["viz", "features", "lenet5", "--layers", "nope"], "nope"),
         (["viz", "curves", "/nonexistent/run"], "/nonexistent/run"),
         (["viz", "rf", "nosuchnet"], "unknown model"),
+        (["viz", "filters", "lenet5", "--set", "bogus=1"], "has no option 'bogus'"),
     ],
 )
 def test_viz_mistakes_are_one_line(cli, tmp_path: Path, argv: list[str], fragment: str) -> None:
     code, out, err = cli(*argv, "--out", str(tmp_path / "x.png"))
     assert code == 2 and out == ""
     assert fragment in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("what", ["filters", "features", "gradcam", "rf"])
+def test_the_pictures_of_a_network_take_its_options_and_weights(cli, tmp_path: Path, monkeypatch,
+                                                                 what: str) -> None:
+    import torch
+
+    from cnnlab import viz
+    from cnnlab.models import create_model
+
+    torch.manual_seed(1)
+    saved = create_model("resnet20", num_classes=7, in_channels=1).state_dict()
+    torch.save(saved, tmp_path / "w.pt")
+    seen = []
+    draw = f"draw_{what}"
+    monkeypatch.setattr(viz, draw, lambda src, *a, **k: seen.append(src) or tmp_path / "x.png")
+    code, _, err = cli("viz", what, "resnet20", "--num-classes", "7", "--in-channels", "1", "--weights",
+                       str(tmp_path / "w.pt"), "--out", str(tmp_path / "x.png"))
+    assert code == 0, err
+    built = seen[0].build()  # the network the picture is drawn from: these options, these weights
+    state = built.state_dict()
+    assert state.keys() == saved.keys() and all(torch.equal(state[k], saved[k]) for k in saved)
+
+
+def test_a_picture_drawn_with_options(cli, tmp_path: Path) -> None:
+    # A gray-scale ResNet-20 and its field on a 1x32x32 input: without --in-channels, 1 channel does not fit.
+    code, _, err = cli("viz", "rf", "resnet20", "--input", "1x32x32", "--out", str(tmp_path / "a.png"))
+    assert code == 2 and "3 input channels" in err
+    code, _, err = cli("viz", "rf", "resnet20", "--in-channels", "1", "--input", "1x32x32", "--out",
+                       str(tmp_path / "b.png"))
+    assert code == 0, err
+    assert _png(tmp_path / "b.png")[0] > 0
 
 
 def test_a_text_file_is_not_an_image(cli, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from cnnlab import viz
-from cnnlab.cli.args import Parser, add_json_flag, count, hyper, shape, source
+from cnnlab.cli.args import Parser, add_json_flag, add_model_flags, count, hyper, shape, source
 from cnnlab.cli.present import wrote
 from cnnlab.limits import MAX_SIDE
 from cnnlab.sources import KINDS
@@ -31,21 +31,24 @@ def _erf_stacks(args: argparse.Namespace) -> None:
 
 
 def _filters(args: argparse.Namespace) -> None:
-    wrote(viz.draw_filters(args.model, args.out, args.layer), args.json)
+    src = source(args.model, KINDS, "cnnlab viz filters", args)
+    wrote(viz.draw_filters(src, args.out, args.layer), args.json)
 
 
 def _features(args: argparse.Namespace) -> None:
-    wrote(viz.draw_features(args.checkpoint, args.image, args.out, args.layers), args.json)
+    src = source(args.checkpoint, KINDS, "cnnlab viz features", args)
+    wrote(viz.draw_features(src, args.image, args.out, args.layers), args.json)
 
 
 def _gradcam(args: argparse.Namespace) -> None:
-    wrote(viz.draw_gradcam(args.checkpoint, args.image, args.out, args.layer, args.class_index), args.json)
+    src = source(args.checkpoint, KINDS, "cnnlab viz gradcam", args)
+    wrote(viz.draw_gradcam(src, args.image, args.out, args.layer, args.class_index), args.json)
 
 
 def _rf(args: argparse.Namespace) -> None:
-    src = source(args.model, KINDS, "cnnlab viz rf")
+    src = source(args.model, KINDS, "cnnlab viz rf", args)
     size = args.input or src.default_input or (3, 224, 224)
-    wrote(viz.draw_rf(args.model, size, args.out, args.checkpoint, layer=args.layer), args.json)
+    wrote(viz.draw_rf(src, size, args.out, args.checkpoint, layer=args.layer), args.json)
 
 
 def _curves(args: argparse.Namespace) -> None:
@@ -97,11 +100,13 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     fl = picture("filters", "a layer's kernels as a grid (the first layer by default)", "filters.png", _filters)
     fl.add_argument("model", metavar="MODEL_OR_CHECKPOINT")
     fl.add_argument("--layer", default=None, help="a convolution's name (default: the first)")
+    add_model_flags(fl)
     fe = picture("features", "activation maps of a shallow, a middle and a deep layer", "features.png", _features)
     fe.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL")
     fe.add_argument("image", nargs="?", default=None,
                     help="an image file (default: a bundled test image for MNIST-like runs, else a sample photo)")
     fe.add_argument("--layers", default=None, help="comma-separated layer names (default: chosen per model)")
+    add_model_flags(fe)
     gc = picture("gradcam", "Grad-CAM heat map of a class over the image", "gradcam.png", _gradcam)
     gc.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL")
     gc.add_argument("image", nargs="?", default=None,
@@ -109,11 +114,13 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     gc.add_argument("--layer", default=None, help="the layer to explain (default: the last convolutional block)")
     gc.add_argument("--class", dest="class_index", type=count(0, example="3"), default=None,
                     help="class index (default: predicted)")
+    add_model_flags(gc)
     rfp = picture("rf", "theoretical receptive field per layer and the effective one as a heat map", "rf.png", _rf)
     rfp.add_argument("model", metavar="MODEL")
     rfp.add_argument("--input", type=shape, default=None, help="input CxHxW (default: the model's)")
     rfp.add_argument("--checkpoint", default=None, help="also the effective field of these trained weights")
     rfp.add_argument("--layer", default=None, help="measure this layer's central unit instead of the last map's")
+    add_model_flags(rfp)
     cu = picture("curves", "loss and accuracy of runs against epochs", "curves.png", _curves)
     cu.add_argument("runs", nargs="+", metavar="RUN")
     co = picture("compare", "parameters against MACs (and accuracy), one point per model", "compare.png", _compare)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import matplotlib
 
@@ -47,7 +47,8 @@ __all__ = [
 DPI = 100
 
 ImageLike = str | Path | torch.Tensor | np.ndarray | None
-ModelLike = nn.Module | str | Path
+# A registry name, a checkpoint or run folder, a module, or a network the CLI resolved with its options.
+ModelLike = Union[nn.Module, str, Path, "Source"]
 
 
 def new_figure(width_px: int, height_px: int) -> Figure:

@@ -29,7 +29,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.shapes import fmt_shape
-from cnnlab.viz.common import model_or_checkpoint, save_figure
+from cnnlab.viz.common import ModelLike, model_or_checkpoint, save_figure
 
 __all__ = ["ERF_STACKS", "FieldRow", "draw_erf_stacks", "draw_rf", "effective_receptive_field", "erf_details",
            "field_box", "is_conv_or_pool", "stack_fields", "theoretical_fields"]
@@ -65,7 +65,7 @@ def _size3(input_size: Sequence[int] | str) -> tuple[int, ...]:
     return size
 
 
-def _build(spec: nn.Module | str, seed: int = 0, size: Sequence[int] | None = None) -> tuple[nn.Module, str]:
+def _build(spec: ModelLike, seed: int = 0, size: Sequence[int] | None = None) -> tuple[nn.Module, str]:
     """The model and a label for titles (see :func:`cnnlab.viz.common.model_or_checkpoint`)."""
     model, meta = model_or_checkpoint(spec, seed=seed, input_size=size)
     return model, meta["name"] or type(model).__name__
@@ -230,7 +230,7 @@ def _heatmap(ax: Any, erf: np.ndarray, box: tuple[int, int, int, int] | None, ti
     ax.set_yticks([])
 
 
-def draw_rf(model_or_spec: nn.Module | str, input_size: Sequence[int] | str, out: str | os.PathLike[str],
+def draw_rf(model_or_spec: ModelLike, input_size: Sequence[int] | str, out: str | os.PathLike[str],
             checkpoint: str | os.PathLike[str] | None = None, samples: int = 8, seed: int = 0,
             layer: str | None = None) -> Path:
     """Theoretical field and jump per layer, and ERF heat maps (at initialisation; trained too).
