@@ -418,6 +418,62 @@ def test_profiler_markers_cost_nothing_and_leave_the_flops_known() -> None:
     assert report.flops is not None and "flops" not in report.unknown
 
 
+class ChecksItsInput(nn.Module):
+    """Python code that reads the input's shape, as segmentation networks do before they run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            raise RuntimeError(f"height and width must be even, got {h}x{w}")
+        y = self.conv2(self.pool(self.conv1(x)))
+        ramp = torch.arange(y.shape[-1], dtype=y.dtype, device=y.device)  # a tensor built from a shape
+        return self.fc((y + ramp).view(y.size(0), -1))
+
+
+def test_a_model_that_tests_its_input_shapes_is_traced_with_them_and_keeps_its_graph() -> None:
+    model = ChecksItsInput()
+    names = sorted(n for n, _ in model.named_modules())
+    report = analyze(model, (3, 16, 16), batch=2)
+    assert report.method == "fx" and "shapes fixed" in report.limitation
+    by_name = {r.name: r for r in report.layers}
+    assert by_name["conv2"].output_shape == [2, 8, 8, 8] and by_name["fc"].output_shape == [2, 10]
+    assert report.macs == 2 * (8 * 16 * 16 * 27 + 8 * 8 * 8 * 72 + 10 * 512)
+    assert report.params == sum(p.numel() for p in model.parameters()) and report.params_outside_graph is None
+    # conv 3x3, pool 2/2, conv 3x3: field 3 + 1 + 2*2 = 8, jump 2; then fc sees everything
+    assert by_name["conv2"].rf_size == [8, 8] and by_name["conv2"].rf_stride == [2, 2]
+    assert report.weighted_depth == 3
+    assert sorted(n for n, _ in model.named_modules()) == names and not hasattr(model, "_tensor_constant0")
+    with pytest.raises(CnnlabError, match="height and width must be even"):
+        analyze(model, (3, 15, 16))
+
+
+def test_a_module_the_forward_calls_without_holding_it_is_counted_between_modules() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class Hidden(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.extra = [nn.Conv2d(8, 4, 1)]  # a plain list: torch does not register it (torch.fx refuses it)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.extra[0](self.conv(x))
+
+    model = Hidden()
+    report = analyze(model, (3, 10, 10))
+    assert report.method == "operators" and "not installed as a submodule" in report.limitation
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, 10, 10))
+    assert report.macs == counter.get_total_flops() // 2 == 8 * 8 * 8 * 27 + 4 * 8 * 8 * 8
+
+
 def test_a_torchscript_module_is_counted_by_its_operators() -> None:
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
     with warnings.catch_warnings():

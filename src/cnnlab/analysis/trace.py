@@ -299,14 +299,21 @@ class _MetaInterpreter(torch.fx.Interpreter):
 
 def _fx_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int) -> Trace:
     given, defaults = bind_inputs(model, specs)
+    examples = dict(zip(given, example_tensors(list(given.values()), batch), strict=True))
     was_training = model.training
     model.eval()  # trace the inference graph (auxiliary heads and dropout branches are training-only)
+    limitation = None
     try:
         # Arguments left at their default are traced as those constants, so `if mask is not None` follows them.
         gm = torch.fx.symbolic_trace(model, concrete_args=defaults or None)
+    except torch.fx.proxy.TraceError as exc:
+        if "control flow" not in str(exc):
+            raise
+        gm = _shape_trace(model, examples, defaults)
+        limitation = ("the model's Python code tests its input's shapes (a divisibility check, say), so torch.fx "
+                      "traced it with this input's shapes fixed: the graph holds for this input size")
     finally:
         model.train(was_training)
-    examples = dict(zip(given, example_tensors(list(given.values()), batch), strict=True))
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if any(n.target in examples for n in placeholders):
         values = [examples[n.target] if n.target in examples else defaults.get(n.target, n.args[0] if n.args else None)
@@ -316,7 +323,47 @@ def _fx_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int) -> Trace
     interp = _MetaInterpreter(gm)
     with torch.no_grad():
         interp.run(*values)
-    return Trace(interp.records, "fx")
+    return Trace(interp.records, "fx", limitation)
+
+
+def _shape_trace(model: nn.Module, examples: dict[str, torch.Tensor], defaults: dict[str, Any]) -> torch.fx.GraphModule:
+    """torch.fx's trace with meta tensors carried beside the proxies (its MetaTracer), so that Python
+    code that reads a shape (``if h % 32``, ``x.view(x.size(0), -1)``) sees numbers. What it
+    builds holds for these shapes; values (``if x.sum() > 0``) still cannot be traced. It runs on a
+    copy of the model whose weights are meta tensors, where every leaf module can run; the graph
+    it returns calls ``model``'s own modules, whose parameters the report counts."""
+    import copy
+    import warnings
+
+    from torch.fx.experimental.meta_tracer import MetaProxy, MetaTracer
+
+    class SizeProxy(MetaProxy):
+        def size(self, dim: int | None = None) -> Any:  # MetaProxy reads size(0) as size(): the whole shape
+            meta = getattr(self, "_tensor_meta", None)
+            if meta is not None and dim is not None:
+                return meta.size(dim)
+            return super().size(dim)
+
+    class Tracer(MetaTracer):
+        def proxy(self, node: torch.fx.Node) -> MetaProxy:
+            return SizeProxy(node, self)
+
+    memo: dict[int, Any] = {}
+    for t in (*model.parameters(), *model.buffers()):
+        meta = _to_meta(t)
+        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    meta_model = copy.deepcopy(model, memo)
+    tracer = Tracer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not compute metadata for ...": the trace fails where it matters
+        graph = tracer.trace(meta_model, examples, concrete_args=defaults or None)
+    # What the tracer had to name at the top (stateless modules, constants the code built) joins the copy.
+    for node in graph.nodes:
+        if node.op in ("get_attr", "call_module"):
+            top = str(node.target).split(".")[0]
+            if not hasattr(model, top):
+                setattr(model, top, getattr(meta_model, top))
+    return torch.fx.GraphModule(model, graph, type(model).__name__)
 
 
 SEED = 0  # the sample a model whose control flow needs real values is run on: the same every time
@@ -442,7 +489,8 @@ def trace_model(model: nn.Module, inputs: Sequence[int] | Sequence[InputSpec], b
                                                 "code to trace")
     try:
         return _fx_trace(_working_copy(model), specs, batch)
-    except (torch.fx.proxy.TraceError, TypeError, NotImplementedError) as exc:
+    except (torch.fx.proxy.TraceError, TypeError, NotImplementedError, NameError) as exc:  # NameError: a module
+        # the forward calls that is no submodule of the model (built on the fly, or held in a plain list)
         reason = first_line(exc).split(". ")[0].rstrip(".")  # its first sentence: the rest is torch's advice
         return _hook_trace(model, specs, batch, reason[:160])
 

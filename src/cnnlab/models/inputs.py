@@ -96,6 +96,9 @@ def _meta_model(model: nn.Module) -> nn.Module | None:
     return clone.to_empty(device="meta")
 
 
+_OWN_CODE = "(model's forward)"  # where a failure outside every submodule is placed
+
+
 def _run(model: nn.Module, shape: Sequence[int], training: bool = False,
          device: str = "meta") -> tuple[BaseException | None, str | None, tuple[int, ...] | None]:
     """Forward a zero sample; on failure return the error, the failing leaf module and its input shape."""
@@ -126,7 +129,7 @@ def _run(model: nn.Module, shape: Sequence[int], training: bool = False,
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             model(torch.zeros(2 if training else 1, *shape, device=device))
     except (RuntimeError, ValueError, IndexError, AssertionError) as exc:  # models assert on sizes too
-        name, in_shape = stack[-1] if stack else ("(model's forward)", None)
+        name, in_shape = stack[-1] if stack else (_OWN_CODE, None)
         return exc, name, in_shape
     finally:
         model.train(was_training)
@@ -237,7 +240,9 @@ def check_input(model: nn.Module, input_size: Sequence[int], model_name: str | N
     where = f"layer '{layer}'"
     if layer_input is not None:
         where += f" (its input would be {fmt_shape(layer_input)})"
-    small = side is not None and min(size[1:]) < side
+    # Below the smallest side that works, and stopped in a layer: the map ran out. Stopped in the
+    # model's own code, the model's own words say why (an input it wants divisible by 32, say).
+    small = side is not None and min(size[1:]) < side and layer != _OWN_CODE
     if small:
         raise CnnlabError(
             f"input {fmt_shape(size)} is too small for {label}: the spatial size runs out at {where}; "
