@@ -474,6 +474,31 @@ def test_a_module_the_forward_calls_without_holding_it_is_counted_between_module
     assert report.macs == counter.get_total_flops() // 2 == 8 * 8 * 8 * 27 + 4 * 8 * 8 * 8
 
 
+def test_arithmetic_on_parameters_alone_is_counted_once_per_forward_whatever_the_batch() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class RelativeBias(nn.Module):  # timm's MaxViT builds its position bias from two tables, every forward
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = nn.Parameter(torch.randn(5, 7))
+            self.lookup = nn.Parameter(torch.randn(7, 16), requires_grad=False)
+            self.conv = nn.Conv2d(5, 5, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            bias = torch.einsum("ck,kp->cp", self.table, self.lookup).view(1, 5, 4, 4)
+            return self.conv(x) + bias
+
+    model = RelativeBias()
+    once = 5 * 7 * 16  # the einsum's MACs: one product of a 5x7 and a 7x16 table
+    for batch in (1, 4):
+        report = analyze(model, (5, 4, 4), batch=batch)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(batch, 5, 4, 4))
+        assert report.macs == batch * 25 * 16 + once == counter.get_total_flops() // 2
+    einsum = next(r for r in report.layers if r.op == "einsum")
+    assert einsum.macs == once and einsum.rf_size is None and "once per forward pass" in " ".join(einsum.explain)
+
+
 def test_a_torchscript_module_is_counted_by_its_operators() -> None:
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
     with warnings.catch_warnings():

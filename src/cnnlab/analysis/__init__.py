@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.analysis.aten import UNRATED
+from cnnlab.analysis.aten import UNRATED, AtenCount
 from cnnlab.analysis.inputs import InputSpec, bind_inputs, example_call, parse_inputs
 from cnnlab.analysis.receptive import FieldState, propagate, standard_axes
 from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Report
@@ -174,10 +174,12 @@ def _build_report(model: nn.Module, label: str, specs: list[InputSpec], batch: i
         if depends[node.name] or node.kind in ("module", "output"):
             info = rule_for(node)
         else:
-            # Arithmetic on parameters alone (building a masked kernel, say) runs once per forward
-            # whatever the batch: it is no per-sample cost and sees no pixels.
-            info = OpInfo(_op_label(node), 0, 0, SAME, True,
-                          ("works on parameters only, independent of the input: no per-sample cost",))
+            # Arithmetic on parameters alone (building a masked kernel, a relative-position bias) sees
+            # no pixels, and runs once per forward pass whatever the batch: counted once, as it ran.
+            ran = node.aten or AtenCount()  # None: shape arithmetic only, no operator ran
+            info = OpInfo(_op_label(node), ran.macs, ran.flops, SAME, True,
+                          ("works on parameters only, independent of the input: runs once per forward pass "
+                           "whatever the batch",))
         out_shape = node.output_shape
         if node.kind == "input":
             state = (FieldState(ReceptiveField.of_input(nd), standard_axes(spatial_rank, nd), grid=tuple(size[1:]))

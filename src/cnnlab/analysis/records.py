@@ -15,7 +15,8 @@ CONVENTIONS = {
     "params": "trainable and non-trainable counted separately, shared parameters once; buffers (batch-norm "
               "running statistics) are not parameters",
     "macs": "multiply-accumulates of convolutions and linear layers, bias not counted (torchvision's 'GFLOPS' "
-            "and the ResNet paper's 'FLOPs'), for the whole batch",
+            "and the ResNet paper's 'FLOPs'), for the whole batch; arithmetic on parameters alone (a "
+            "relative-position bias) once per forward pass, as it runs",
     "flops": "2 per MAC for convolutions and linear layers (torch.utils.flop_counter), plus batch norm 2, "
              "activations 1, element-wise ops 1 per element, pooling 1 per window element per output, "
              "global/adaptive pooling and mean 1 per input element, LRN size+3 per element; shape ops 0",
