@@ -13,9 +13,10 @@ module that ran it; the report says so, and which input the pass followed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -383,7 +384,8 @@ def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason
     names = list(given)
 
     try:
-        records, out = _hooked_forward(_working_copy(model), *example_call(given, batch, "meta"), meta=True)
+        with _left_as_it_was(model):
+            records, out = _hooked_forward(model, *example_call(given, batch, "meta"), meta=True)
         how, caveat = "one forward pass on meta tensors", ""
     except (RuntimeError, NotImplementedError):
         real = model
@@ -396,9 +398,9 @@ def _hook_trace(model: nn.Module, specs: Sequence[InputSpec], batch: int, reason
                 generator = torch.Generator().manual_seed(SEED)
                 for p in real.parameters():
                     p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
-        records, out = _hooked_forward(_working_copy(real), *example_call(given, 1, "cpu",
-                                                                            torch.Generator().manual_seed(SEED)),
-                                      meta=False)
+        with _left_as_it_was(real):
+            records, out = _hooked_forward(real, *example_call(given, 1, "cpu", torch.Generator().manual_seed(SEED)),
+                                          meta=False)
         for rec in records:  # shapes and counts of one sample, scaled to the requested batch
             rec.input_shapes = [(batch, *s[1:]) for s in rec.input_shapes]
             rec.output_shapes = [(batch, *s[1:]) for s in rec.output_shapes]
@@ -488,27 +490,41 @@ def trace_model(model: nn.Module, inputs: Sequence[int] | Sequence[InputSpec], b
         return _hook_trace(model, specs, batch, f"TorchScript inside it ({', '.join(outer[:3])}) has no Python "
                                                 "code to trace")
     try:
-        return _fx_trace(_working_copy(model), specs, batch)
+        with _left_as_it_was(model):
+            return _fx_trace(model, specs, batch)
     except (torch.fx.proxy.TraceError, TypeError, NotImplementedError, NameError) as exc:  # NameError: a module
         # the forward calls that is no submodule of the model (built on the fly, or held in a plain list)
         reason = first_line(exc).split(". ")[0].rstrip(".")  # its first sentence: the rest is torch's advice
         return _hook_trace(model, specs, batch, reason[:160])
 
 
-def _working_copy(model: nn.Module) -> nn.Module:
-    """``model``'s modules and Python attributes copied, its parameters and buffers shared (nothing is
-    allocated for them). Tracing runs the model's own Python code on proxies and meta tensors, and
-    that code may keep what it computes (torchvision's anchor generator stores its anchors on the
-    device of the input it last saw): on the copy, the caller's model comes out as it went in."""
-    import copy
+@contextlib.contextmanager
+def _left_as_it_was(model: nn.Module) -> Iterator[None]:
+    """Runs the block, then puts back every attribute of every module of ``model`` as it was.
 
-    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
-        return model  # compiled code keeps nothing in Python attributes, and copies its own way
-    memo: dict[int, Any] = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    Tracing runs the model's own Python code on proxies and meta tensors, and that code may keep
+    what it computed (torchvision's anchor generator stores its anchors on the device of the input
+    it last saw): each attempt leaves the model as the caller gave it, for the next attempt and for
+    the caller. What is put back is each module's attributes and its parameter, buffer and
+    submodule tables, by identity (a shallow record: a few microseconds a module)."""
+    tables = ("_parameters", "_buffers", "_modules")
+    saved = [(m, dict(m.__dict__), [dict(getattr(m, t)) for t in tables]) for m in model.modules()
+             if not isinstance(m, torch.jit.ScriptModule)]  # compiled code keeps nothing in Python attributes
     try:
-        return copy.deepcopy(model, memo)
-    except Exception:  # an attribute that cannot be copied (a lock, a handle): trace the model itself
-        return model
+        yield
+    finally:
+        for m, attrs, contents in saved:
+            if any(m.__dict__.get(k, _GONE) is not v for k, v in attrs.items()) or len(m.__dict__) != len(attrs):
+                m.__dict__.clear()
+                m.__dict__.update(attrs)
+            for t, content in zip(tables, contents, strict=True):
+                table = getattr(m, t)
+                if table.keys() != content.keys() or any(table[k] is not v for k, v in content.items()):
+                    table.clear()
+                    table.update(content)
+
+
+_GONE = object()  # an attribute the block removed
 
 
 # Operations that only re-label memory: no arithmetic, no new activation.
