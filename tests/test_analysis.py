@@ -379,6 +379,13 @@ def test_a_meta_model_whose_forward_needs_values_is_told_so_not_blamed_on_its_in
     from cnnlab.models.inputs import check_input
 
     check_input(KeepsWhatItSaw(), (1, 8, 8))  # real weights: probed on the CPU, it fits
+
+    class Picks(nn.Module):  # no weights at all: nothing to move, it runs on the CPU
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            flat = x.flatten()
+            return flat[torch.nonzero(flat > -1).flatten()]
+
+    check_input(Picks(), (1, 128, 128))  # an input this large is probed on the meta device first
     with torch.device("meta"):
         model = KeepsWhatItSaw()
     why = r"KeepsWhatItSaw's forward needs the values of its tensors .*torch.nonzero.* build it with its weights on the CPU"

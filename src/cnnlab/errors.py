@@ -34,5 +34,5 @@ def first_line(exc: BaseException) -> str:
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says that memory ran out (torch's allocators and the C library word it differently)."""
     text = str(exc).lower()
-    return (type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text
             or "can't allocate memory" in text or "cannot allocate memory" in text)

@@ -225,13 +225,14 @@ def check_input(model: nn.Module, input_size: Sequence[int], model_name: str | N
         # Meta tensors have shapes but no values: a forward that needs values (torch.nonzero, .item(),
         # an `if` on a tensor) stops there whatever the input, so the probe runs for real where it can.
         tensors = [*model.parameters(), *model.buffers()]
-        if not tensors or any(t.device.type != "cpu" for t in tensors):
+        if any(t.device.type == "meta" for t in tensors):
             raise CnnlabError(f"{label}'s forward needs the values of its tensors at '{layer}' "
                               f"({re.split(r'[.;] ', first_line(exc))[0]}), which a model on the meta device does "
                               "not have: build it with its weights on the CPU") from None
         import copy
 
-        exc, layer, layer_input = _run(copy.deepcopy(model), size, training, "cpu")
+        where_it_lives = str(tensors[0].device) if tensors else "cpu"
+        exc, layer, layer_input = _run(copy.deepcopy(model), size, training, where_it_lives)
     if exc is None:
         return
     side = _smallest_side(model, size[0], known_side, training)
