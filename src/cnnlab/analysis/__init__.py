@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.analysis.aten import UNRATED, AtenCount
+from cnnlab.analysis.aten import AtenCount
 from cnnlab.analysis.inputs import InputSpec, bind_inputs, example_call, parse_inputs
 from cnnlab.analysis.receptive import FieldState, propagate, standard_axes
 from cnnlab.analysis.records import CONVENTIONS, LayerRecord, MemoryEstimate, Report
@@ -332,10 +332,11 @@ def _unknown_totals(records: list[LayerRecord], trace: Any, fields: dict[str, Fi
         unknown["macs"] = f"no counting rule for {_names(no_macs)}"
     no_flops = [r for r in records if r.flops is None]
     if no_flops:
-        # A record counted operator by operator names the operators that have no rate (sorting, NMS)
+        # A node counted operator by operator names the operators that have no rate (sorting, NMS)
         # where they are not the record's own.
-        unrated = list(dict.fromkeys(op for r in no_flops for line in r.explain if line.startswith(UNRATED)
-                                     for op in line.removeprefix(UNRATED).split(", ") if op not in (r.name, r.op)))
+        ops = {r.name: r.op for r in no_flops}
+        unrated = list(dict.fromkeys(op for n in trace.nodes if n.name in ops and n.aten is not None
+                                     for op in n.aten.unrated if op not in (n.name, ops[n.name])))
         unknown["flops"] = f"no FLOP rate for {_names(no_flops)}" + (f": {', '.join(unrated)}" if unrated else "")
     output = records[-1] if records else None
     if trace.method != "fx":

@@ -59,9 +59,6 @@ _POOLS = {_aten.max_pool1d: 1, _aten.max_pool1d_with_indices: 1, _aten.avg_pool1
           _aten.max_pool3d_with_indices: 3, _aten.avg_pool3d: 3}
 
 
-UNRATED = "FLOPs unknown: no rate for "  # how a count's explanation names the operators that have no FLOP rate
-
-
 @dataclass
 class AtenCount:
     """What a node ran: MACs (exact), FLOPs (None when an operator has no rate), the operators by name."""
@@ -89,7 +86,7 @@ class AtenCount:
         out = [f"counted at the operator level: {calls or 'no operators'}",
                f"MACs = {self.macs:,} (matrix products and convolutions, torch.utils.flop_counter's formulas / 2)"]
         if self.unrated:
-            out.append(f"{UNRATED}{', '.join(self.unrated)}")
+            out.append(f"FLOPs unknown: no rate for {', '.join(self.unrated)}")
         return tuple(out)
 
 

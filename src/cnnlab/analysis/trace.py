@@ -333,7 +333,6 @@ def _shape_trace(model: nn.Module, examples: dict[str, torch.Tensor], defaults: 
     builds holds for these shapes; values (``if x.sum() > 0``) still cannot be traced. It runs on a
     copy of the model whose weights are meta tensors, where every leaf module can run; the graph
     it returns calls ``model``'s own modules, whose parameters the report counts."""
-    import copy
     import warnings
 
     from torch.fx.experimental.meta_tracer import MetaProxy, MetaTracer
@@ -349,11 +348,9 @@ def _shape_trace(model: nn.Module, examples: dict[str, torch.Tensor], defaults: 
         def proxy(self, node: torch.fx.Node) -> MetaProxy:
             return SizeProxy(node, self)
 
-    memo: dict[int, Any] = {}
-    for t in (*model.parameters(), *model.buffers()):
-        meta = _to_meta(t)
-        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
-    meta_model = copy.deepcopy(model, memo)
+    from cnnlab.models.inputs import meta_model as on_meta
+
+    meta_model = on_meta(model)  # no TorchScript parts here: trace_model counts those by their operators
     tracer = Tracer()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "could not compute metadata for ...": the trace fails where it matters

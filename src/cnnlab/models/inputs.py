@@ -21,7 +21,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError, first_line
 from cnnlab.shapes import fmt_shape
 
-__all__ = ["check_input", "first_forward", "lazy_error", "lazy_tensors", "size_lazy", "smallest_input"]
+__all__ = ["check_input", "first_forward", "lazy_error", "lazy_tensors", "meta_model", "size_lazy", "smallest_input"]
 
 # Largest side tried when searching for the smallest input.
 _MAX_SIDE = 4096
@@ -71,29 +71,32 @@ def _probe_model(model: nn.Module, size: Sequence[int]) -> tuple[nn.Module, str]
     values = math.prod(size)
     tensors = [*model.parameters(), *model.buffers()]
     small = values <= _REAL_PROBE_VALUES and sum(t.numel() for t in tensors) <= _REAL_PROBE_PARAMETERS
-    meta = None if small else _meta_model(model)  # None too for TorchScript parts: those run on the CPU
+    meta = None if small else meta_model(model)  # None too for TorchScript parts: those run on the CPU
     if meta is None and all(t.device.type == "cpu" for t in tensors):
         import copy
 
         return copy.deepcopy(model), "cpu"  # a copy: training mode would move batch norm's statistics
     if meta is None:
-        meta = _meta_model(model)
+        meta = meta_model(model)
     return (meta if meta is not None else model), "meta"
 
 
-def _meta_model(model: nn.Module) -> nn.Module | None:
+def meta_model(model: nn.Module) -> nn.Module | None:
     """The same architecture on the meta device, the caller's model left untouched; None for a model
-    with TorchScript parts, which cannot move there."""
+    with TorchScript parts, which cannot move there. The copy never holds the weights' values: each
+    parameter and buffer is replaced by a meta tensor of its shape while the modules are copied."""
     if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
         return None
-    if all(p.device.type == "meta" for p in model.parameters()) and all(
-        b.device.type == "meta" for b in model.buffers()
-    ):
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device.type == "meta" for t in tensors):
         return model
     import copy
 
-    clone = copy.deepcopy(model)
-    return clone.to_empty(device="meta")
+    memo: dict[int, Any] = {}
+    for t in tensors:
+        empty = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else empty
+    return copy.deepcopy(model, memo)
 
 
 _OWN_CODE = "(model's forward)"  # where a failure outside every submodule is placed
@@ -145,7 +148,7 @@ def _smallest_side(model: nn.Module, channels: int, known: int | None = None, tr
     a convolutional network that fits side n fits every larger side, and a model with a fixed
     flatten fits only its own size, which the bisection then returns.
     """
-    meta = _meta_model(model)
+    meta = meta_model(model)
     if meta is None:  # TorchScript parts do not run on the meta device: no search
         return None
 
